@@ -1,0 +1,13 @@
+"""cvload: train video models on compressed video.
+
+Motion vectors, residuals and I-frames decoded on the fly from ordinary video files,
+neural codes in WebDataset shards, and a drop-in ``DataLoader`` that puts them on the GPU.
+"""
+
+from cvload import errors
+from cvload.errors import CvloadError
+from cvload.video import VideoInfo, probe
+
+__version__ = "0.1.0"
+
+__all__ = ["CvloadError", "VideoInfo", "__version__", "errors", "probe"]

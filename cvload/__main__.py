@@ -1,0 +1,5 @@
+import sys
+
+from cvload.cli import main
+
+sys.exit(main())

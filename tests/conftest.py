@@ -1,0 +1,70 @@
+"""Shared fixtures and markers.
+
+Markers: ``slow`` (skipped unless ``--runslow``), ``needs_cuda`` (skipped without a GPU),
+``needs_shared`` (documentation; the registry itself skips when ../shared is absent).
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    skip_slow = pytest.mark.skip(reason="slow test: run with --runslow")
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA device; none is available here")
+    has_cuda = torch.cuda.is_available()
+    for item in items:
+        if "slow" in item.keywords and not config.getoption("--runslow"):
+            item.add_marker(skip_slow)
+        if "needs_cuda" in item.keywords and not has_cuda:
+            item.add_marker(skip_cuda)
+
+
+@pytest.fixture(autouse=True)
+def _restore_rng_state():
+    """Tests may seed freely: global RNG state is restored afterwards."""
+    import torch
+
+    py, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    yield
+    random.setstate(py)
+    np.random.set_state(np_state)
+    torch.set_rng_state(torch_state)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Keep CVLOAD_CACHE inside the test session's temporary directory."""
+    monkeypatch.setenv("CVLOAD_CACHE", str(tmp_path_factory.getbasetemp() / "cvload-cache"))
+
+
+@pytest.fixture(scope="session")
+def video_factory(tmp_path_factory):
+    """``make(**kwargs) -> SyntheticVideo``: real encoded videos with known motion.
+
+    Keyword arguments are those of :func:`cvload.synthetic.write_video` (codec, width,
+    height, num_frames, gop, bframes, motion, seed, ...) plus ``suffix`` (".mp4", ".264",
+    ".mkv" ...). Identical requests reuse the same file within a session.
+    """
+    from cvload.synthetic import write_video
+
+    root = tmp_path_factory.mktemp("synthetic")
+    made: dict = {}
+
+    def make(*, suffix: str = ".mp4", **kwargs):
+        key = (suffix, tuple(sorted(kwargs.items())))
+        if key not in made:
+            name = f"v{len(made):03d}_{kwargs.get('codec', 'h264')}{suffix}"
+            made[key] = write_video(root / name, **kwargs)
+        return made[key]
+
+    return make

@@ -1,0 +1,107 @@
+"""cvload_ext's JIT switch, doctor, demo, CLI, and bad sources."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import cvload
+import cvload_ext
+from cvload.cli import main
+
+
+def _raster_case():
+    # two 16x16 blocks (one L0, one L1, quarter-pel) and one 8x8 block
+    vectors = np.array(
+        [[-1, 16, 16, 0, 0, 8, 8, -6, 2, 4],
+         [1, 16, 16, 0, 0, 24, 8, 8, -4, 4],
+         [-1, 8, 8, 0, 0, 4, 20, 3, 0, 2]], np.int32)
+    out = np.zeros((6, 8, 4), np.float32)
+    cvload_ext.rasterize_motion(vectors, 4, out)
+    return out
+
+
+def test_rasterize_kernel_paints_blocks():
+    out = _raster_case()
+    np.testing.assert_array_equal(out[0:4, 0:4, 0], -1.5)
+    np.testing.assert_array_equal(out[0:4, 0:4, 1], 0.5)
+    np.testing.assert_array_equal(out[0:4, 4:8, 2:4], np.broadcast_to([2.0, -1.0], (4, 4, 2)))
+    np.testing.assert_array_equal(out[4:6, 0:2, 0], 1.5)
+    assert not out[4:6, 2:].any()  # no block there
+
+
+def test_disable_jit_switch_runs_plain_python():
+    code = (
+        "import cvload_ext, numpy as np, json, sys;"
+        "sys.path.insert(0, 'tests');"
+        "from test_foundation import _raster_case;"
+        "print(json.dumps([cvload_ext.JIT_ENABLED, type(cvload_ext.rasterize_motion).__name__,"
+        " _raster_case().tolist()]))"
+    )
+    env = {**os.environ, "CVLOAD_DISABLE_JIT": "1"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True,
+                         text=True, check=True)
+    enabled, kind, result = json.loads(out.stdout)
+    assert enabled is False and kind == "function"
+    assert cvload_ext.JIT_ENABLED and type(cvload_ext.rasterize_motion).__name__ == "CPUDispatcher"
+    np.testing.assert_array_equal(np.array(result, np.float32), _raster_case())
+
+
+def test_doctor_reports_motion_vector_export_truthfully(capsys):
+    assert main(["doctor"]) == 0
+    text = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in text.splitlines()
+            if line.split() and line.split()[0] in {"h264", "mpeg4", "mpeg2video", "hevc", "vp9", "av1"}}
+    assert {k: v[3] for k, v in rows.items()} == {
+        "h264": "yes", "mpeg4": "yes", "mpeg2video": "yes", "hevc": "no", "vp9": "no", "av1": "no"}
+    for needle in ("torch", "PyAV", "numba", "webdataset", "libavcodec", "CUDA usable"):
+        assert needle in text
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    from cvload._demo import run
+
+    result = run(tmp_path / "demo", videos_per_class=2)
+    out = capsys.readouterr().out
+    assert len(result["videos"]) == 10
+    assert {v.label for v in result["videos"]} == set(range(5))
+    assert sum(i.has_b_frames for i in result["infos"]) == 5
+    assert "right/right_1.mp4" in out and "+3,+0" in out
+    assert (tmp_path / "demo" / "labels.csv").read_text().startswith("path,label\n")
+    # second run reuses the files
+    mtime = os.path.getmtime(result["videos"][0].path)
+    run(tmp_path / "demo", videos_per_class=2)
+    assert os.path.getmtime(result["videos"][0].path) == mtime
+
+
+def test_cli_probe_json(video_factory, capsys):
+    v = video_factory(bframes=2)
+    assert main(["probe", "--json", v.path]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["codec"] == "h264" and record["num_frames"] == 24 and record["has_b_frames"]
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "text", "directory", "bytes", "truncated"])
+def test_bad_sources_raise_clear_errors(tmp_path, video_factory, kind):
+    if kind == "missing":
+        source, err = tmp_path / "nope.mp4", cvload.errors.VideoNotFoundError
+    elif kind == "empty":
+        (tmp_path / "e.mp4").write_bytes(b"")
+        source, err = tmp_path / "e.mp4", cvload.errors.CorruptVideoError
+    elif kind == "text":
+        (tmp_path / "t.mp4").write_text("this is not a video\n" * 50)
+        source, err = tmp_path / "t.mp4", cvload.errors.CorruptVideoError
+    elif kind == "directory":
+        source, err = tmp_path, cvload.errors.InvalidArgumentError
+    elif kind == "bytes":
+        source, err = b"\x00\x01garbage" * 100, cvload.errors.CorruptVideoError
+    else:
+        data = open(video_factory(bframes=2).path, "rb").read()
+        source, err = data[: len(data) // 3], cvload.errors.CorruptVideoError
+    with pytest.raises(err) as info:
+        cvload.probe(source)
+    assert "->" in str(info.value)  # says what to do
