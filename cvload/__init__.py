@@ -6,8 +6,29 @@ neural codes in WebDataset shards, and a drop-in ``DataLoader`` that puts them o
 
 from cvload import errors
 from cvload.errors import CvloadError
-from cvload.video import VideoInfo, probe
+from cvload.video import (
+    CompressedClip,
+    FrameMotion,
+    VideoDataset,
+    VideoInfo,
+    iter_motion_vectors,
+    motion_field,
+    probe,
+    read_clip,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["CvloadError", "VideoInfo", "__version__", "errors", "probe"]
+__all__ = [
+    "CompressedClip",
+    "CvloadError",
+    "FrameMotion",
+    "VideoDataset",
+    "VideoInfo",
+    "__version__",
+    "errors",
+    "iter_motion_vectors",
+    "motion_field",
+    "probe",
+    "read_clip",
+]

@@ -39,6 +39,21 @@ def jit(fn: F | None = None, *, parallel: bool = False):
     return wrap(fn) if fn is not None else wrap
 
 
-from cvload_ext.motion import rasterize_motion  # noqa: E402
+from cvload_ext.motion import (  # noqa: E402
+    accumulate_motion,
+    block_match,
+    motion_compensate,
+    rasterize_motion,
+    warp,
+)
 
-__all__ = ["JIT_ENABLED", "jit", "prange", "rasterize_motion"]
+__all__ = [
+    "JIT_ENABLED",
+    "accumulate_motion",
+    "block_match",
+    "jit",
+    "motion_compensate",
+    "prange",
+    "rasterize_motion",
+    "warp",
+]

@@ -1,6 +1,32 @@
 """Everything that touches PyAV: sources, probing, decoding, samplers, dataset layouts."""
 
 from cvload.video._capabilities import CodecSupport, codec_support
+from cvload.video._decode import (
+    STREAMS,
+    CompressedClip,
+    FrameMotion,
+    estimate_vectors,
+    iter_motion_vectors,
+    motion_field,
+    read_clip,
+    read_frames,
+)
+from cvload.video._dataset import LAYOUTS, VideoDataset
 from cvload.video._probe import VideoInfo, probe
 
-__all__ = ["CodecSupport", "VideoInfo", "codec_support", "probe"]
+__all__ = [
+    "STREAMS",
+    "CodecSupport",
+    "CompressedClip",
+    "FrameMotion",
+    "LAYOUTS",
+    "VideoDataset",
+    "VideoInfo",
+    "codec_support",
+    "estimate_vectors",
+    "iter_motion_vectors",
+    "motion_field",
+    "probe",
+    "read_clip",
+    "read_frames",
+]

@@ -1,0 +1,240 @@
+"""``VideoDataset``: a map-style torch dataset decoding compressed-domain layouts on the fly."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Literal, Sequence
+
+import numpy as np
+import torch
+
+from cvload.errors import CvloadError, InvalidArgumentError, SkipCounter
+from cvload.video._decode import CompressedClip, MvSource, read_frames
+from cvload.video._probe import VideoInfo, probe
+
+__all__ = ["VideoDataset", "LAYOUTS"]
+
+Layout = Literal["rgb", "mvcgc", "imrnet", "coviar"]
+LAYOUTS: tuple[str, ...] = ("rgb", "mvcgc", "imrnet", "coviar")
+Sampling = Literal["random", "center"]
+
+
+def _chw(array: np.ndarray) -> torch.Tensor:
+    """``(..., H, W, C)`` numpy -> ``(..., C, H, W)`` contiguous tensor."""
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(array, -1, -3)))
+
+
+class VideoDataset(torch.utils.data.Dataset):
+    """Clips from video files in one of the compressed-domain layouts of the literature.
+
+    Each item is a dict of tensors (channels first) plus ``label`` (when labels are
+    given), ``index`` and ``frame_indices``:
+
+    - ``layout="rgb"``: ``rgb`` ``(T, 3, H, W)`` uint8, T = ``num_frames`` frames
+      ``step`` apart (the baseline).
+    - ``layout="mvcgc"``: ``rgb`` ``(T, 3, H, W)`` uint8 and ``mv`` ``(T, 4, h, w)`` float32,
+      the motion fields of the same T consecutive frames (MVCGC).
+    - ``layout="imrnet"``: ``num_frames`` GOPs, each its I-frame and ``gop_frames - 1``
+      later frames' motion and residual (sub-sampled evenly when the GOP is longer; GOP
+      lengths come from the file): ``iframe`` ``(T, 3, H, W)`` uint8, ``mv``
+      ``(T, K-1, 4, h, w)`` float32, ``residual`` ``(T, K-1, 3, H, W)`` int16 (IMRNet).
+    - ``layout="coviar"``: ``num_segments`` segments, one frame each, with its GOP's
+      I-frame, motion accumulated back to it and the residual against it: ``iframe``
+      ``(N, 3, H, W)`` uint8, ``mv`` ``(N, 2, h, w)`` float32, ``residual`` ``(N, 3, H, W)``
+      int16 (CoViAR).
+
+    Sampling: ``"random"`` draws clip positions from a generator seeded by
+    ``(seed, epoch, index)`` (call :meth:`set_epoch` each epoch), so results do not depend
+    on which worker loads the item; ``"center"`` is deterministic (evaluation).
+
+    Decoders are opened inside ``__getitem__`` only, so the dataset is safe to fork into
+    DataLoader workers; probes are cached per process.
+
+    ``handler``: under ``"raise"`` a bad video raises its :mod:`cvload.errors` exception;
+    under ``"warn"``/``"skip"`` the item is ``None``, counted in :attr:`skipped`, and
+    :meth:`collate` (pass it as ``collate_fn``) leaves it out of the batch.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[str | os.PathLike[str]],
+        *,
+        layout: Layout = "rgb",
+        labels: Sequence[int] | None = None,
+        num_frames: int = 8,
+        step: int = 1,
+        gop_frames: int = 4,
+        num_segments: int = 3,
+        sampling: Sampling = "random",
+        size: tuple[int, int] | int | None = None,
+        mv_grid: int = 4,
+        mv_source: MvSource = "auto",
+        stream: int | None = None,
+        transform: Callable[[dict], dict] | None = None,
+        handler: str = "raise",
+        seed: int = 0,
+    ) -> None:
+        if layout not in LAYOUTS:
+            raise InvalidArgumentError(
+                f"Invalid layout {layout!r}. Supported values are {', '.join(map(repr, LAYOUTS))}."
+            )
+        if sampling not in ("random", "center"):
+            raise InvalidArgumentError(
+                f"Invalid sampling {sampling!r}. Supported values are 'random' and 'center'."
+            )
+        if labels is not None and len(labels) != len(sources):
+            raise InvalidArgumentError(
+                f"labels has {len(labels)} entries for {len(sources)} sources; give one each."
+            )
+        for name, value, low in (("num_frames", num_frames, 1), ("step", step, 1),
+                                 ("gop_frames", gop_frames, 2), ("num_segments", num_segments, 1)):
+            if int(value) < low:
+                raise InvalidArgumentError(f"Invalid {name}={value!r}: must be >= {low}.")
+        self.sources = [os.fspath(s) for s in sources]
+        self.labels = None if labels is None else [int(x) for x in labels]
+        self.layout = layout
+        self.num_frames, self.step = int(num_frames), int(step)
+        self.gop_frames, self.num_segments = int(gop_frames), int(num_segments)
+        self.sampling = sampling
+        self.size, self.mv_grid, self.mv_source = size, mv_grid, mv_source
+        self.stream = stream
+        self.transform = transform
+        self.skipped = SkipCounter(handler)
+        self.seed = int(seed)
+        self.epoch = 0
+        self._infos: dict[int, VideoInfo] = {}
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose random clip positions ``__getitem__`` draws."""
+        self.epoch = int(epoch)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_infos"] = {}  # each process probes for itself
+        return state
+
+    # -- sampling ---------------------------------------------------------------------
+
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+    def info(self, index: int) -> VideoInfo:
+        if index not in self._infos:
+            self._infos[index] = probe(self.sources[index], stream=self.stream)
+        return self._infos[index]
+
+    def _clip_start(self, span: int, total: int, rng: np.random.Generator) -> int:
+        """First frame of a clip covering ``span`` frames; clips longer than the video
+        start at 0 and are padded by repeating the last frame (see _clip_indices)."""
+        room = max(0, total - span)
+        if self.sampling == "center":
+            return room // 2
+        return int(rng.integers(0, room + 1))
+
+    def _clip_indices(self, total: int, rng: np.random.Generator) -> np.ndarray:
+        span = (self.num_frames - 1) * self.step + 1
+        start = self._clip_start(span, total, rng)
+        return np.minimum(start + self.step * np.arange(self.num_frames), total - 1)
+
+    # -- items ------------------------------------------------------------------------
+
+    def __getitem__(self, index: int) -> dict | None:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} videos")
+        try:
+            item = self._load(index)
+        except CvloadError as err:
+            self.skipped.handle(err)
+            return None
+        if self.labels is not None:
+            item["label"] = torch.tensor(self.labels[index])
+        item["index"] = torch.tensor(index)
+        return self.transform(item) if self.transform is not None else item
+
+    def _read(self, index: int, frames: np.ndarray, streams, accumulate=False) -> CompressedClip:
+        return read_frames(
+            self.sources[index], frames, streams=streams, size=self.size, mv_grid=self.mv_grid,
+            accumulate=accumulate, stream=self.stream, mv_source=self.mv_source,
+            info=self.info(index),
+        )
+
+    def _load(self, index: int) -> dict:
+        info = self.info(index)
+        rng = self._rng(index)
+        if self.layout in ("rgb", "mvcgc"):
+            frames = self._clip_indices(info.num_frames, rng)
+            streams = ("rgb",) if self.layout == "rgb" else ("rgb", "mv")
+            clip = self._read(index, frames, streams)
+            item = {"rgb": _chw(clip.rgb), "frame_indices": torch.from_numpy(frames)}
+            if clip.mv is not None:
+                item["mv"] = _chw(clip.mv)
+                item["mv_estimated"] = torch.tensor(clip.mv_estimated)
+            return item
+        if self.layout == "imrnet":
+            return self._imrnet(index, info, rng)
+        return self._coviar(index, info, rng)
+
+    def _imrnet(self, index: int, info: VideoInfo, rng: np.random.Generator) -> dict:
+        gops = len(info.keyframes)
+        if self.sampling == "center" or gops <= self.num_frames:
+            chosen = np.linspace(0, gops - 1, self.num_frames).round().astype(np.int64)
+        else:
+            start = int(rng.integers(0, gops - self.num_frames + 1))
+            chosen = np.arange(start, start + self.num_frames)
+        iframes, mvs, residuals, all_frames = [], [], [], []
+        k = self.gop_frames - 1
+        for g in chosen:
+            key, length = info.keyframes[g], info.gop_lengths[g]
+            if length > 1:
+                later = key + np.linspace(1, length - 1, k).round().astype(np.int64)
+            else:  # a one-frame GOP: its I-frame stands in, with zero motion and residual
+                later = np.full(k, key, np.int64)
+            frames = np.concatenate([[key], later])
+            clip = self._read(index, frames, ("mv", "residual", "iframe"))
+            iframes.append(clip.iframe[0])
+            mv, residual = clip.mv[1:], clip.residual[1:]
+            if length <= 1:
+                mv, residual = np.zeros_like(mv), np.zeros_like(residual)
+            mvs.append(mv)
+            residuals.append(residual)
+            all_frames.append(frames)
+        return {
+            "iframe": _chw(np.stack(iframes)),
+            "mv": _chw(np.stack(mvs)),
+            "residual": _chw(np.stack(residuals)),
+            "frame_indices": torch.from_numpy(np.stack(all_frames)),
+        }
+
+    def _coviar(self, index: int, info: VideoInfo, rng: np.random.Generator) -> dict:
+        total = info.num_frames
+        bounds = np.linspace(0, total, self.num_segments + 1)
+        iframes, mvs, residuals, picked = [], [], [], []
+        for s in range(self.num_segments):
+            lo, hi = int(bounds[s]), max(int(bounds[s]) + 1, int(bounds[s + 1]))
+            hi = min(hi, total)
+            frame = (lo + hi - 1) // 2 if self.sampling == "center" else int(rng.integers(lo, hi))
+            clip = self._read(index, np.array([frame]), ("mv", "residual", "iframe"),
+                              accumulate=True)
+            iframes.append(clip.iframe[0])
+            mvs.append(clip.mv[0])
+            residuals.append(clip.residual[0])
+            picked.append(frame)
+        return {
+            "iframe": _chw(np.stack(iframes)),
+            "mv": _chw(np.stack(mvs)),
+            "residual": _chw(np.stack(residuals)),
+            "frame_indices": torch.tensor(picked),
+        }
+
+    @staticmethod
+    def collate(batch: list[dict | None]) -> dict | None:
+        """``default_collate`` over the items that were not skipped (None when all were)."""
+        kept = [b for b in batch if b is not None]
+        if not kept:
+            return None
+        return torch.utils.data.default_collate(kept)

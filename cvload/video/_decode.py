@@ -1,0 +1,569 @@
+"""Decoding in the compressed domain: motion vectors, residuals, I-frames, RGB.
+
+Motion vectors come from FFmpeg's ``flags2=+export_mvs`` while decoding. Frame threading
+is never used when vectors are exported: it corrupts B-frame vectors (see
+``../shared/videos/README.md``); slice threading is safe and is what we use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Literal, Sequence
+
+import av
+import numpy as np
+
+import cvload_ext
+from cvload.errors import (
+    CorruptVideoError,
+    EmptyVideoError,
+    InvalidArgumentError,
+    NoMotionVectorsError,
+)
+from cvload.video._probe import VideoInfo, pict_letter, probe
+from cvload.video._source import Source, open_video, source_name
+
+__all__ = [
+    "FrameMotion",
+    "CompressedClip",
+    "iter_motion_vectors",
+    "motion_field",
+    "read_clip",
+    "STREAMS",
+]
+
+MV_COLUMNS = ("source", "w", "h", "src_x", "src_y", "dst_x", "dst_y", "motion_x", "motion_y",
+              "motion_scale")
+STREAMS = ("rgb", "mv", "residual", "iframe")
+MvSource = Literal["bitstream", "estimate", "auto"]
+_EMPTY_MVS = np.zeros((0, 10), np.int32)
+
+
+def vectors_from_side_data(side_data) -> np.ndarray:
+    """FFmpeg's AVMotionVector records as an ``(N, 10)`` int32 array (columns MV_COLUMNS)."""
+    if side_data is None:
+        return _EMPTY_MVS
+    records = side_data.to_ndarray()
+    out = np.empty((len(records), 10), np.int32)
+    for i, name in enumerate(MV_COLUMNS):
+        out[:, i] = records[name]
+    return out
+
+
+@dataclass(frozen=True)
+class FrameMotion:
+    """Motion vectors of one decoded frame.
+
+    Attributes:
+        index: output (presentation) index of the frame.
+        pts: presentation timestamp in stream time base, or None (raw streams).
+        frame_type: 'I', 'P' or 'B' ('S'/'?' for rarer types).
+        vectors: ``(N, 10)`` int32, columns ``source, w, h, src_x, src_y, dst_x, dst_y,
+            motion_x, motion_y, motion_scale``; empty for I-frames.
+    """
+
+    index: int
+    pts: int | None
+    frame_type: str
+    vectors: np.ndarray = field(repr=False)
+
+    def __repr__(self) -> str:
+        return (f"FrameMotion(index={self.index}, pts={self.pts}, type={self.frame_type!r}, "
+                f"vectors={self.vectors.shape} {self.vectors.dtype})")
+
+
+def _configure(vstream, *, export_mvs: bool, pixels_needed: bool, threads: int) -> None:
+    ctx = vstream.codec_context
+    options = {}
+    if export_mvs:
+        options["flags2"] = "+export_mvs"
+    if export_mvs and not pixels_needed:
+        # Vectors are bit-identical without the loop filter, and decoding is faster.
+        options["skip_loop_filter"] = "all"
+    ctx.options = options
+    ctx.thread_type = "SLICE"  # never FRAME: it corrupts exported B-frame vectors
+    ctx.thread_count = threads
+
+
+def _check_exports(info_codec: str, decoder: str, exports: bool | None, name: str) -> None:
+    if exports is False:
+        raise NoMotionVectorsError(
+            f"the {info_codec} decoder ({decoder}) exports no motion vectors", source=name
+        )
+
+
+def iter_motion_vectors(
+    source: Source, *, stream: int | None = None, threads: int = 0
+) -> Iterator[FrameMotion]:
+    """Yield the motion vectors of every frame, in output order.
+
+    Equals mv-extractor's reference output frame for frame, B-frames included, and is
+    identical from run to run (slice threading only; ``threads=0`` lets FFmpeg choose
+    the count). The loop filter is skipped: it changes pixels, never vectors.
+
+    Raises:
+        NoMotionVectorsError: the codec's decoder exports none (HEVC, VP9, AV1 ...).
+        CorruptVideoError: decoding failed; names the frame reached.
+        EmptyVideoError: the stream yielded no frame at all.
+    """
+    name = source_name(source)
+    with open_video(source, stream) as (container, vstream):
+        from cvload.video._capabilities import decoder_exports_motion_vectors
+        from cvload.video._source import codec_name
+
+        codec = codec_name(vstream)
+        _check_exports(codec, vstream.codec_context.name,
+                       decoder_exports_motion_vectors(codec, vstream.codec_context.name), name)
+        _configure(vstream, export_mvs=True, pixels_needed=False, threads=threads)
+        index = 0
+        try:
+            for frame in container.decode(vstream):
+                yield FrameMotion(index, frame.pts, pict_letter(frame),
+                                  vectors_from_side_data(frame.side_data.get("MOTION_VECTORS")))
+                index += 1
+        except av.error.FFmpegError as err:
+            raise CorruptVideoError(f"decoding failed: {err}", source=name, frame=index) from err
+        if index == 0:
+            raise EmptyVideoError("no frame could be decoded", source=name)
+
+
+def motion_field(vectors: np.ndarray, height: int, width: int, *, grid: int = 4) -> np.ndarray:
+    """Rasterise block vectors into a dense field.
+
+    Args:
+        vectors: ``(N, 10)`` int32 rows as from :func:`iter_motion_vectors`.
+        height, width: frame size in pixels.
+        grid: cell size in pixels.
+
+    Returns:
+        ``(ceil(H/grid), ceil(W/grid), 4)`` float32 ``[L0 dx, L0 dy, L1 dx, L1 dy]``:
+        offsets in pixels (``motion / motion_scale``, sub-pel kept) from each cell to where
+        its content lies in the past (L0) and future (L1) reference. 0 where no block.
+    """
+    if grid < 1:
+        raise InvalidArgumentError(f"Invalid grid {grid!r}: must be a positive integer.")
+    vectors = np.ascontiguousarray(vectors, dtype=np.int32)
+    if vectors.ndim != 2 or vectors.shape[1] != 10:
+        raise InvalidArgumentError(f"vectors must be (N, 10) int32, got {vectors.shape}.")
+    out = np.zeros((-(-height // grid), -(-width // grid), 4), np.float32)
+    cvload_ext.rasterize_motion(vectors, int(grid), out)
+    return out
+
+
+def estimate_vectors(cur_luma: np.ndarray, ref_luma: np.ndarray, *, block: int = 16,
+                     search: int = 16) -> np.ndarray:
+    """Block-matching motion vectors of ``cur_luma`` against ``ref_luma`` (``(H, W)`` uint8).
+
+    Returns ``(N, 10)`` int32 in the FFmpeg layout (``source=-1``, integer-pel,
+    ``motion_scale=1``), one row per whole ``block x block`` block.
+    """
+    if block not in (8, 16):
+        raise InvalidArgumentError(f"Invalid block {block!r}. Supported values are 8 and 16.")
+    if search < 1:
+        raise InvalidArgumentError(f"Invalid search range {search!r}: must be >= 1 pixel.")
+    cur = np.ascontiguousarray(cur_luma, np.uint8)
+    ref = np.ascontiguousarray(ref_luma, np.uint8)
+    out = np.empty(((cur.shape[0] // block) * (cur.shape[1] // block), 10), np.int32)
+    n = cvload_ext.block_match(cur, ref, block, search, out)
+    return out[:n]
+
+
+@dataclass(frozen=True, repr=False)
+class CompressedClip:
+    """What :func:`read_clip` returns; only the requested arrays are set (others None).
+
+    Attributes (T requested frames, G GOPs they touch, h = ceil(H/mv_grid) ...):
+        source: printable name of the source.
+        indices: ``(T,)`` int64 output indices of the frames.
+        frame_types: T letters, 'I', 'P' or 'B'.
+        pts: ``(T,)`` int64 timestamps (-1 where the stream has none).
+        gop_ids: ``(T,)`` int64 index of each frame's GOP in the file (from keyframes).
+        rgb: ``(T, H, W, 3)`` uint8 decoded frames.
+        mv: ``(T, h, w, 4)`` float32 motion fields ``[L0 dx, L0 dy, L1 dx, L1 dy]`` in
+            pixels; with ``accumulate=True`` ``(T, h, w, 2)``, the offset to the GOP's
+            I-frame (CoViAR).
+        residual: ``(T, H, W, 3)`` int16, frame minus motion-compensated prediction (with
+            ``accumulate=True``: minus the I-frame warped by the accumulated motion);
+            0 for I-frames.
+        iframe: ``(G, H, W, 3)`` uint8 the keyframes of the GOPs in ``gop_ids`` order:
+            ``iframe[np.searchsorted(iframe_gops, gop_ids)]`` gives each frame's I-frame.
+        iframe_gops: ``(G,)`` int64 GOP ids of the rows of ``iframe``.
+        mv_estimated: True when vectors come from block matching, not the bitstream.
+        accumulate: whether ``mv``/``residual`` are CoViAR's accumulated forms.
+    """
+
+    source: str
+    indices: np.ndarray
+    frame_types: str
+    pts: np.ndarray
+    gop_ids: np.ndarray
+    rgb: np.ndarray | None = None
+    mv: np.ndarray | None = None
+    residual: np.ndarray | None = None
+    iframe: np.ndarray | None = None
+    iframe_gops: np.ndarray | None = None
+    mv_estimated: bool = False
+    accumulate: bool = False
+
+    def __post_init__(self) -> None:
+        t = len(self.indices)
+        if len(self.frame_types) != t or len(self.pts) != t or len(self.gop_ids) != t:
+            raise ValueError("indices, frame_types, pts and gop_ids must have the same length")
+        for name in ("rgb", "mv", "residual"):
+            arr = getattr(self, name)
+            if arr is not None and arr.shape[0] != t:
+                raise ValueError(f"{name} has {arr.shape[0]} frames, expected {t}")
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __repr__(self) -> str:
+        parts = [f"source={self.source!r}", f"frames={len(self)}",
+                 f"types={self.frame_types!r}"]
+        for name in ("rgb", "mv", "residual", "iframe"):
+            arr = getattr(self, name)
+            if arr is not None:
+                parts.append(f"{name}={tuple(arr.shape)} {arr.dtype}")
+        if self.mv_estimated:
+            parts.append("mv_estimated=True")
+        if self.accumulate:
+            parts.append("accumulate=True")
+        return f"CompressedClip({', '.join(parts)})"
+
+
+def _frame_indexer(info: VideoInfo):
+    """Map a decoded frame to its output index: by pts when the stream has them."""
+    if info.has_timestamps:
+        order = np.sort(np.asarray(info.packet_pts, np.int64))
+
+        def index_of(frame, counter):
+            if frame.pts is None:
+                return None
+            i = int(np.searchsorted(order, frame.pts))
+            return i if i < len(order) and order[i] == frame.pts else None
+
+        return index_of, order
+    return (lambda frame, counter: counter), None
+
+
+def read_clip(
+    source: Source,
+    *,
+    start: int,
+    num_frames: int,
+    step: int = 1,
+    streams: Sequence[str] = STREAMS,
+    size: tuple[int, int] | int | None = None,
+    mv_grid: int = 4,
+    accumulate: bool = False,
+    stream: int | None = None,
+    mv_source: MvSource = "bitstream",
+    info: VideoInfo | None = None,
+    threads: int = 0,
+) -> CompressedClip:
+    """Decode ``num_frames`` frames ``start, start+step, ...`` in the requested ``streams``.
+
+    Seeks to the keyframe at or before ``start`` and decodes no further than needed (for
+    a B-frame residual, up to its future reference). RGB is converted only for the frames
+    that need it. ``size=(H, W)`` (or one int for square) resizes rgb, residual and
+    I-frames, and scales the motion fields to the new size.
+
+    ``mv_source``: ``"bitstream"`` uses the exported vectors and raises
+    :class:`NoMotionVectorsError` when the decoder has none; ``"estimate"`` runs block
+    matching on decoded luma against the previous frame (16x16 blocks, +-16 px);
+    ``"auto"`` uses the bitstream where it can, else estimates.
+
+    Residual model: the past reference of a P/B-frame is the nearest I/P-frame before it
+    in output order, the future reference of a B-frame the nearest I/P-frame after it
+    (FFmpeg does not export reference indices); with estimated vectors the reference is
+    the previous frame. ``prediction + residual`` equals the decoded frame exactly.
+
+    ``info`` may pass a :func:`probe` result to avoid probing again.
+    """
+    streams = tuple(streams)
+    bad = [s for s in streams if s not in STREAMS]
+    if bad or not streams:
+        raise InvalidArgumentError(
+            f"Invalid streams {streams!r}. Supported values are {', '.join(map(repr, STREAMS))}."
+        )
+    if mv_source not in ("bitstream", "estimate", "auto"):
+        raise InvalidArgumentError(
+            f"Invalid mv_source {mv_source!r}. Supported values are 'bitstream', 'estimate' "
+            "and 'auto'."
+        )
+    if num_frames < 1 or step < 1 or start < 0:
+        raise InvalidArgumentError(
+            f"Invalid clip start={start}, num_frames={num_frames}, step={step}: need start >= 0, "
+            "num_frames >= 1 and step >= 1."
+        )
+    indices = start + step * np.arange(num_frames, dtype=np.int64)
+    return read_frames(source, indices, streams=streams, size=size, mv_grid=mv_grid,
+                       accumulate=accumulate, stream=stream, mv_source=mv_source, info=info,
+                       threads=threads)
+
+
+def read_frames(
+    source: Source,
+    indices: Sequence[int] | np.ndarray,
+    *,
+    streams: Sequence[str] = STREAMS,
+    size: tuple[int, int] | int | None = None,
+    mv_grid: int = 4,
+    accumulate: bool = False,
+    stream: int | None = None,
+    mv_source: MvSource = "bitstream",
+    info: VideoInfo | None = None,
+    threads: int = 0,
+) -> CompressedClip:
+    """Like :func:`read_clip` for any non-decreasing frame ``indices`` (repeats allowed).
+
+    Decoding starts at the keyframe at or before the first index; layouts that need
+    frames of several GOPs far apart call it once per GOP.
+    """
+    streams = tuple(streams)
+    name = source_name(source)
+    indices = np.asarray(indices, dtype=np.int64)
+    if indices.ndim != 1 or len(indices) == 0 or np.any(np.diff(indices) < 0) or indices[0] < 0:
+        raise InvalidArgumentError(
+            "indices must be a non-empty, non-decreasing sequence of frame indices >= 0."
+        )
+    info = info if info is not None else probe(source, stream=stream)
+    if indices[-1] >= info.num_frames:
+        raise InvalidArgumentError(
+            f"frames {int(indices[0])}..{int(indices[-1])} run past the end of the "
+            f"video ({info.num_frames} frames)", source=name,
+            hint="choose a smaller start, num_frames or step",
+        )
+    want_mv = "mv" in streams or "residual" in streams or accumulate
+    estimated = False
+    if want_mv:
+        if info.exports_motion_vectors is False:
+            if mv_source == "bitstream":
+                raise NoMotionVectorsError(
+                    f"the {info.codec} decoder ({info.decoder}) exports no motion vectors",
+                    source=name,
+                )
+            estimated = True
+        elif mv_source == "estimate":
+            estimated = True
+    keyframes = np.asarray(info.keyframes, np.int64)
+    keyset = set(keyframes.tolist())
+    first_key = int(keyframes[np.searchsorted(keyframes, indices[0], side="right") - 1])
+    last = int(indices[-1])
+    wanted = set(indices.tolist())
+    need_residual = "residual" in streams
+
+    def needs_rgb(index: int, kind: str) -> bool:
+        if index in wanted and ("rgb" in streams or need_residual):
+            return True
+        if "iframe" in streams and index in keyset:
+            return True
+        if need_residual:
+            if accumulate:
+                return index in keyset  # the I-frame that is warped
+            return estimated or kind != "B"  # every possible reference
+        return False
+
+    def waiting_for_future_reference() -> bool:
+        # A B-frame's residual needs the next I/P frame, output after it.
+        if not need_residual or accumulate or estimated:
+            return False
+        return any(frames[i]["type"] == "B" and not _has_future_ref(frames, i)
+                   for i in wanted if i in frames)
+
+    pixels = estimated or any(s in streams for s in ("rgb", "residual", "iframe"))
+    frames: dict[int, dict] = {}
+    index_of, pts_order = _frame_indexer(info)
+    with open_video(source, stream) as (container, vstream):
+        _configure(vstream, export_mvs=want_mv and not estimated, pixels_needed=pixels,
+                   threads=threads)
+        if info.has_timestamps and first_key > 0:
+            container.seek(int(pts_order[first_key]), stream=vstream, backward=True,
+                           any_frame=False)
+        counter = -1
+        reached = first_key
+        try:
+            for frame in container.decode(vstream):
+                counter += 1
+                index = index_of(frame, counter)
+                if index is None or index < first_key:
+                    continue
+                if index > last and not waiting_for_future_reference():
+                    break
+                reached = index
+                kind = pict_letter(frame)
+                record = {"type": kind, "pts": -1 if frame.pts is None else int(frame.pts)}
+                if needs_rgb(index, kind):
+                    record["rgb"] = frame.to_ndarray(format="rgb24")
+                if estimated:
+                    record["luma"] = frame.to_ndarray(format="gray")
+                elif want_mv:
+                    record["vectors"] = vectors_from_side_data(
+                        frame.side_data.get("MOTION_VECTORS"))
+                frames[index] = record
+                if index >= last and not waiting_for_future_reference():
+                    break
+        except av.error.FFmpegError as err:
+            raise CorruptVideoError(f"decoding failed: {err}", source=name,
+                                    frame=reached) from err
+    missing = [int(i) for i in indices if int(i) not in frames]
+    if missing:
+        if not frames:
+            raise EmptyVideoError("no frame could be decoded", source=name, frame=first_key)
+        raise CorruptVideoError(
+            f"the decoder stopped before frame {missing[0]} ({len(frames)} frames decoded "
+            f"from keyframe {first_key})", source=name, frame=missing[0],
+        )
+    return _assemble(name, info, frames, indices, streams, size, mv_grid, accumulate,
+                     estimated, keyframes)
+
+
+def _has_future_ref(frames: dict[int, dict], index: int) -> bool:
+    return any(i > index and r["type"] != "B" for i, r in frames.items())
+
+
+def _references(frames: dict[int, dict], estimated: bool):
+    """For every decoded index: (past reference index, future reference index or None)."""
+    order = sorted(frames)
+    refs: dict[int, tuple[int | None, int | None]] = {}
+    last_ref: int | None = None
+    for pos, i in enumerate(order):
+        kind = frames[i]["type"]
+        if estimated:
+            refs[i] = (order[pos - 1] if pos > 0 else None, None)
+            continue
+        future = None
+        if kind == "B":
+            future = next((j for j in order[pos + 1:] if frames[j]["type"] != "B"), None)
+        refs[i] = (last_ref, future)
+        if kind != "B":
+            last_ref = i
+    return refs
+
+
+def _assemble(name, info, frames, indices, streams, size, mv_grid, accumulate, estimated,
+              keyframes) -> CompressedClip:
+    height, width = info.height, info.width
+    any_rgb = next((r["rgb"] for r in frames.values() if "rgb" in r), None)
+    if any_rgb is not None:
+        height, width = any_rgb.shape[:2]
+    refs = _references(frames, estimated)
+    want_mv = "mv" in streams
+    need_residual = "residual" in streams
+    t = len(indices)
+    gop_ids = np.searchsorted(keyframes, indices, side="right").astype(np.int64) - 1
+    types = "".join(frames[int(i)]["type"] for i in indices)
+    pts = np.array([frames[int(i)]["pts"] for i in indices], np.int64)
+
+    # Vectors per frame: exported or estimated against the previous frame.
+    if want_mv or need_residual or accumulate:
+        for i in sorted(frames):
+            r = frames[i]
+            if estimated:
+                past = refs[i][0]
+                r["vectors"] = (_EMPTY_MVS if past is None or r["type"] == "I" and i in keyframes
+                                else estimate_vectors(r["luma"], frames[past]["luma"]))
+
+    rgb = np.stack([frames[int(i)]["rgb"] for i in indices]) if "rgb" in streams else None
+    mv = residual = None
+    if accumulate:
+        mv, residual = _accumulated(frames, refs, indices, keyframes, height, width, mv_grid,
+                                    need_residual)
+        if not want_mv:
+            mv = None
+    else:
+        if want_mv:
+            mv = np.stack([motion_field(frames[int(i)]["vectors"], height, width, grid=mv_grid)
+                           for i in indices])
+        if need_residual:
+            residual = np.stack([_residual(frames, refs, int(i)) for i in indices])
+    iframe = iframe_gops = None
+    if "iframe" in streams:
+        iframe_gops = np.unique(gop_ids)
+        iframe = np.stack([frames[int(keyframes[g])]["rgb"] for g in iframe_gops])
+    if size is not None:
+        rgb, mv, residual, iframe = _resize(size, rgb, mv, residual, iframe, height, width)
+    return CompressedClip(
+        source=name, indices=indices, frame_types=types, pts=pts, gop_ids=gop_ids, rgb=rgb,
+        mv=mv, residual=residual, iframe=iframe, iframe_gops=iframe_gops,
+        mv_estimated=estimated, accumulate=accumulate,
+    )
+
+
+def predict(frames, refs, index: int) -> np.ndarray:
+    """Motion-compensated prediction of frame ``index`` (``(H, W, 3)`` uint8)."""
+    record = frames[index]
+    past, future = refs[index]
+    if past is None or record["type"] == "I":
+        return record["rgb"]  # intra: predicted by itself, residual 0
+    ref0 = frames[past]["rgb"]
+    ref1 = frames[future]["rgb"] if future is not None else ref0
+    out = np.empty_like(record["rgb"])
+    acc = np.empty(out.shape, np.float32)
+    count = np.empty(out.shape[:2], np.int32)
+    cvload_ext.motion_compensate(ref0, ref1, record["vectors"], acc, count, out)
+    return out
+
+
+def _residual(frames, refs, index: int) -> np.ndarray:
+    return frames[index]["rgb"].astype(np.int16) - predict(frames, refs, index).astype(np.int16)
+
+
+def _pixel_l0(vectors: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Per-pixel L0 offsets ``(H, W, 2)`` float32 (0 where no L0 block)."""
+    dense = motion_field(vectors, height, width, grid=1)
+    return np.ascontiguousarray(dense[:, :, :2])
+
+
+def _accumulated(frames, refs, indices, keyframes, height, width, grid, need_residual):
+    """CoViAR: motion traced back to the GOP's I-frame, and the residual against it."""
+    acc: dict[int, np.ndarray] = {}
+    for i in sorted(frames):
+        past = refs[i][0]
+        if frames[i]["type"] == "I" or past is None or past not in acc or i in keyframes:
+            acc[i] = np.zeros((height, width, 2), np.float32)
+            continue
+        out = np.empty((height, width, 2), np.float32)
+        cvload_ext.accumulate_motion(acc[past], _pixel_l0(frames[i]["vectors"], height, width),
+                                     out)
+        acc[i] = out
+    half = grid // 2
+    mv = np.stack([acc[int(i)][half::grid, half::grid] for i in indices])
+    residual = None
+    if need_residual:
+        res = []
+        for i in indices:
+            i = int(i)
+            key = int(keyframes[np.searchsorted(keyframes, i, side="right") - 1])
+            warped = np.empty_like(frames[i]["rgb"])
+            cvload_ext.warp(frames[key]["rgb"], acc[i], warped)
+            res.append(frames[i]["rgb"].astype(np.int16) - warped.astype(np.int16))
+        residual = np.stack(res)
+    return mv, residual
+
+
+def _resize(size, rgb, mv, residual, iframe, height, width):
+    import torch
+    import torch.nn.functional as F
+
+    out_h, out_w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+    def images(arr, dtype, lo, hi):
+        if arr is None:
+            return None
+        x = torch.from_numpy(arr).permute(0, 3, 1, 2).float()
+        x = F.interpolate(x, size=(out_h, out_w), mode="bilinear", antialias=True,
+                          align_corners=False)
+        return x.round().clamp(lo, hi).permute(0, 2, 3, 1).numpy().astype(dtype)
+
+    rgb = images(rgb, np.uint8, 0, 255)
+    iframe = images(iframe, np.uint8, 0, 255)
+    residual = images(residual, np.int16, -255, 255)
+    if mv is not None:
+        grid_h = max(1, round(mv.shape[1] * out_h / height))
+        grid_w = max(1, round(mv.shape[2] * out_w / width))
+        x = torch.from_numpy(mv).permute(0, 3, 1, 2)
+        x = F.interpolate(x, size=(grid_h, grid_w), mode="nearest")
+        scale = torch.tensor([out_w / width, out_h / height] * (mv.shape[3] // 2))
+        mv = (x.permute(0, 2, 3, 1) * scale).contiguous().numpy().astype(np.float32)
+    return rgb, mv, residual, iframe
