@@ -1,0 +1,108 @@
+"""Motion vectors from the bitstream: golden equality, determinism, fields, bad input."""
+
+import numpy as np
+import pytest
+
+import cvload
+from cvload.errors import CorruptVideoError, EmptyVideoError, NoMotionVectorsError
+from tests import shared_videos as sv
+
+GOLDEN = ["mv_extractor/vid_h264.mp4", "mv_extractor/vid_mpeg4_part2.mp4",
+          "mv_extractor/vid_h264.264"]
+
+
+@pytest.mark.parametrize("name", GOLDEN)
+def test_vectors_equal_reference_for_every_frame(name):
+    entry = sv.get(name)
+    ref = sv.reference_mvs(name)
+    frames = list(cvload.iter_motion_vectors(entry.path))
+    n = len(ref["counts"])
+    # the raw .264 stream flushes one more frame than the reference recorded
+    assert len(frames) == (n + 1 if name.endswith(".264") else n)
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert "".join(f.frame_type for f in frames[:n]) == "".join(ref["frame_types"])
+    offsets = np.concatenate([[0], np.cumsum(ref["counts"])])
+    for i, f in enumerate(frames[:n]):
+        assert f.vectors.dtype == np.int32 and f.vectors.shape == (ref["counts"][i], 10)
+        np.testing.assert_array_equal(f.vectors, ref["mvs"][offsets[i]:offsets[i + 1]],
+                                      err_msg=f"{name} frame {i}")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_b_frame_vectors_identical_whatever_the_threads(threads):
+    entry = sv.get("mv_extractor/vid_h264.264")
+    ref = sv.reference_mvs(entry.name)
+    ours = np.concatenate([f.vectors for f in cvload.iter_motion_vectors(entry.path,
+                                                                         threads=threads)][:336])
+    np.testing.assert_array_equal(ours, ref["mvs"])
+
+
+def test_sources_path_bytes_and_file_object_agree(video_factory):
+    v = video_factory(bframes=2, num_frames=16)
+    data = open(v.path, "rb").read()
+    by_path = [f.vectors for f in cvload.iter_motion_vectors(v.path)]
+    by_bytes = [f.vectors for f in cvload.iter_motion_vectors(data)]
+    with open(v.path, "rb") as fh:
+        by_file = [f.vectors for f in cvload.iter_motion_vectors(fh)]
+    for a, b, c in zip(by_path, by_bytes, by_file):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+def test_stream_selection_default_is_best_not_index_0():
+    entry = sv.get("torchcodec/nasa_13013.mp4")
+    assert cvload.probe(entry.path).stream_index == 3  # 480x270, FFmpeg's best
+    first = next(iter(cvload.iter_motion_vectors(entry.path, stream=0)))
+    assert first.frame_type == "I"
+    with pytest.raises(cvload.errors.InvalidArgumentError, match="Video streams are: 0, 3"):
+        cvload.probe(entry.path, stream=1)  # audio
+
+
+@pytest.mark.parametrize("name", ["libvpl/cars_320x240.h265", "torchcodec/av1_video.mkv",
+                                  "libwebm/bbb_480p_vp9_opus_1second.webm"])
+def test_codecs_without_vectors_raise_with_way_out(name):
+    with pytest.raises(NoMotionVectorsError, match="mv_source='estimate'"):
+        next(iter(cvload.iter_motion_vectors(sv.get(name).path)))
+
+
+def test_corrupt_file_names_frame_reached():
+    with pytest.raises(CorruptVideoError) as info:
+        list(cvload.iter_motion_vectors(sv.get("decord/corrupted.mp4").path))
+    assert info.value.frame == 28 and "corrupted.mp4" in str(info.value)
+
+
+def test_fuzzed_vp9_fails_on_first_packet():
+    with pytest.raises(CorruptVideoError) as info:
+        cvload.read_clip(sv.get("libwebm/invalid_vp9_bitstream-bug_1417.webm").path, start=0,
+                         num_frames=1, streams=("rgb",))
+    assert info.value.frame == 0
+
+
+def test_zero_frame_file_without_ffmpeg_error_raises():
+    path = sv.get("libwebm/fixed_lacing_bad_lace_size.mkv").path
+    with pytest.raises(EmptyVideoError, match="fixed_lacing"):
+        cvload.probe(path)
+    with pytest.raises(EmptyVideoError):
+        list(cvload.iter_motion_vectors(path))
+    with pytest.raises(EmptyVideoError):
+        cvload.read_clip(path, start=0, num_frames=1)
+
+
+def test_motion_field_recovers_known_translation(video_factory):
+    v = video_factory(motion=(3, -2), num_frames=8, gop=8, width=160, height=128)
+    fields = [cvload.motion_field(f.vectors, 128, 160, grid=4)
+              for f in cvload.iter_motion_vectors(v.path) if f.frame_type == "P"]
+    stack = np.stack(fields)
+    assert stack.shape == (7, 32, 40, 4) and stack.dtype == np.float32
+    assert np.median(stack[..., 0]) == -3 and np.median(stack[..., 1]) == 2
+    assert not stack[..., 2:].any()  # P-frames have no future vectors
+
+
+def test_motion_field_subpel_and_coverage():
+    vectors = np.array([[-1, 16, 16, 0, 0, 8, 8, -3, 1, 4]], np.int32)  # quarter-pel
+    field = cvload.motion_field(vectors, 20, 20, grid=4)
+    assert field.shape == (5, 5, 4)
+    np.testing.assert_allclose(field[:4, :4, :2], np.broadcast_to([-0.75, 0.25], (4, 4, 2)))
+    assert not field[4].any() and not field[:, 4].any()
+    with pytest.raises(cvload.errors.InvalidArgumentError):
+        cvload.motion_field(vectors[:, :9], 20, 20)

@@ -1,0 +1,161 @@
+"""read_clip: seeking, requested streams only, residuals, CoViAR accumulation, estimation."""
+
+import numpy as np
+import pytest
+
+import cvload
+import cvload_ext
+from cvload.errors import CorruptVideoError, InvalidArgumentError, NoMotionVectorsError
+from cvload.synthetic import translating_frames
+from cvload.video import read_frames
+from tests import shared_videos as sv
+
+
+def _all_rgb(path):
+    return cvload.read_clip(path, start=0, num_frames=cvload.probe(path).num_frames,
+                            streams=("rgb",)).rgb
+
+
+@pytest.mark.parametrize("bframes, suffix", [(0, ".mp4"), (2, ".mp4"), (2, ".264")])
+def test_seek_returns_the_same_frames_as_decoding_from_the_start(video_factory, bframes, suffix):
+    v = video_factory(bframes=bframes, suffix=suffix, num_frames=36, gop=12)
+    full = _all_rgb(v.path)
+    clip = cvload.read_clip(v.path, start=14, num_frames=5, step=3, streams=("rgb",))
+    np.testing.assert_array_equal(clip.indices, [14, 17, 20, 23, 26])
+    np.testing.assert_array_equal(clip.rgb, full[clip.indices])
+    np.testing.assert_array_equal(clip.gop_ids, [1, 1, 1, 1, 2])
+    assert clip.mv is None and clip.residual is None and clip.iframe is None
+
+
+def test_only_requested_streams_and_documented_shapes(video_factory):
+    v = video_factory(bframes=2, num_frames=24, gop=12, width=160, height=128)
+    clip = cvload.read_clip(v.path, start=10, num_frames=4)
+    assert clip.rgb.shape == (4, 128, 160, 3) and clip.rgb.dtype == np.uint8
+    assert clip.mv.shape == (4, 32, 40, 4) and clip.mv.dtype == np.float32
+    assert clip.residual.shape == (4, 128, 160, 3) and clip.residual.dtype == np.int16
+    assert clip.iframe.shape == (2, 128, 160, 3) and list(clip.iframe_gops) == [0, 1]
+    full = _all_rgb(v.path)
+    np.testing.assert_array_equal(clip.iframe, full[[0, 12]])
+    assert "rgb=(4, 128, 160, 3) uint8" in repr(clip)
+    mv_only = cvload.read_clip(v.path, start=10, num_frames=4, streams=("mv",))
+    assert mv_only.rgb is None and mv_only.residual is None
+    np.testing.assert_array_equal(mv_only.mv, clip.mv)  # loop filter skip changes no vector
+
+
+def test_decodes_no_further_than_needed():
+    path = sv.get("decord/corrupted.mp4").path  # decoding fails after 28 good frames
+    clip = cvload.read_clip(path, start=0, num_frames=10)
+    assert len(clip) == 10
+    with pytest.raises(CorruptVideoError) as info:
+        cvload.read_clip(path, start=30, num_frames=4, streams=("rgb",))
+    assert info.value.frame is not None and "corrupted.mp4" in str(info.value)
+
+
+def test_motion_compensation_kernel_is_exact_on_true_motion():
+    frames = translating_frames(2, 64, 64, motion=(3, -2), seed=4)
+    rows = []
+    for by in range(0, 64, 16):
+        for bx in range(0, 64, 16):  # half-pel encoded true motion (-3, +2)
+            rows.append([-1, 16, 16, 0, 0, bx + 8, by + 8, -6, 4, 2])
+    vectors = np.array(rows, np.int32)
+    out = np.empty_like(frames[1])
+    cvload_ext.motion_compensate(frames[0], frames[0], vectors, np.empty((64, 64, 3), np.float32),
+                                 np.empty((64, 64), np.int32), out)
+    np.testing.assert_array_equal(out[4:-4, 4:-4], frames[1][4:-4, 4:-4])
+
+
+@pytest.mark.parametrize("bframes", [0, 2])
+def test_residuals_reconstruct_exactly_and_beat_frame_differences(video_factory, bframes):
+    v = video_factory(bframes=bframes, num_frames=24, gop=24, motion=(3, 1), width=160,
+                      height=128)
+    clip = cvload.read_clip(v.path, start=1, num_frames=12, streams=("rgb", "residual"))
+    full = _all_rgb(v.path).astype(np.int16)
+    prediction = clip.rgb.astype(np.int16) - clip.residual
+    assert prediction.min() >= 0 and prediction.max() <= 255  # a real 8-bit prediction
+    mc = np.abs(clip.residual).mean(axis=(1, 2, 3))
+    naive = np.abs(full[1:13] - full[0:12]).mean(axis=(1, 2, 3))
+    assert np.all(mc < 0.6 * naive), (mc, naive)
+
+
+def test_iframe_residual_is_zero(video_factory):
+    v = video_factory(num_frames=24, gop=12)
+    clip = cvload.read_clip(v.path, start=12, num_frames=2, streams=("residual",))
+    assert clip.frame_types == "IP" and not clip.residual[0].any() and clip.residual[1].any()
+
+
+def test_accumulated_motion_traces_back_to_the_iframe(video_factory):
+    v = video_factory(num_frames=12, gop=12, motion=(2, 1), width=160, height=128)
+    clip = cvload.read_clip(v.path, start=0, num_frames=8, accumulate=True)
+    assert clip.mv.shape == (8, 32, 40, 2) and clip.accumulate
+    for k in range(8):  # frame k lies k*(2, 1) px from the I-frame
+        centre = clip.mv[k, 8:-8, 8:-8].reshape(-1, 2)
+        np.testing.assert_allclose(np.median(centre, axis=0), [-2 * k, -k], atol=0.01)
+    # residual against the warped I-frame is far below the raw difference to the I-frame
+    rgb = clip.rgb.astype(np.int16)
+    interior = (slice(None), slice(24, -24), slice(24, -24))
+    assert np.abs(clip.residual[7][interior[1:]]).mean() < 0.5 * np.abs(rgb[7] - rgb[0])[interior[1:]].mean()
+
+
+def test_estimated_motion_recovers_synthetic_translation(video_factory):
+    v = video_factory(codec="hevc", bframes=2, motion=(-5, 3), num_frames=12, gop=12,
+                      width=192, height=128)
+    with pytest.raises(NoMotionVectorsError):
+        cvload.read_clip(v.path, start=0, num_frames=4, streams=("mv",))
+    for mode in ("estimate", "auto"):
+        clip = cvload.read_clip(v.path, start=2, num_frames=6, streams=("mv",), mv_source=mode,
+                                mv_grid=16)
+        assert clip.mv_estimated
+        inner = clip.mv[:, 1:-1, 1:-1, :2].reshape(-1, 2)
+        assert (np.abs(inner - [5, -3]).max(axis=1) == 0).mean() > 0.95
+
+
+def test_estimated_motion_searches_at_least_16_pixels():
+    frames = translating_frames(2, 128, 128, motion=(15, -14), seed=9)
+    luma = frames.mean(axis=3).astype(np.uint8)
+    vectors = cvload.video.estimate_vectors(luma[1], luma[0], block=16, search=16)
+    inner = vectors.reshape(8, 8, 10)[2:-2, 2:-2].reshape(-1, 10)
+    assert np.all(inner[:, 7] == -15) and np.all(inner[:, 8] == 14)
+
+
+def test_estimate_on_hevc_agrees_with_its_h264_twin():
+    """cars_320x240.h265 exports no vectors; estimates match what the H.264 twin exports."""
+    h264 = cvload.read_clip(sv.get("libvpl/cars_320x240.h264").path, start=0, num_frames=30,
+                            streams=("mv",), mv_grid=16)
+    hevc_path = sv.get("libvpl/cars_320x240.h265").path
+    est = cvload.read_clip(hevc_path, start=0, num_frames=30, streams=("mv",), mv_grid=16,
+                           mv_source="auto")
+    assert est.mv_estimated and not h264.mv_estimated
+    keys = set(cvload.probe(hevc_path).keyframes)
+    last_ref, agreements = 0, []
+    for i, kind in enumerate(h264.frame_types):
+        distance = i - last_ref
+        if kind != "B":
+            last_ref = i
+        if i == 0 or i in keys or distance > 2:
+            continue
+        exported = h264.mv[i, ..., :2]
+        has = np.abs(exported).sum(-1) > 0
+        per_frame = exported[has] / distance  # the twin's vectors span `distance` frames
+        err = np.linalg.norm(per_frame - est.mv[i, ..., :2][has], axis=-1)
+        agreements.append((err <= 1.5).mean())
+    assert len(agreements) >= 15 and np.mean(agreements) > 0.8
+
+
+def test_size_resizes_and_scales_vectors(video_factory):
+    v = video_factory(motion=(4, 2), num_frames=8, gop=8, width=160, height=128)
+    clip = cvload.read_clip(v.path, start=1, num_frames=3, size=(64, 80))
+    assert clip.rgb.shape == (3, 64, 80, 3) and clip.residual.shape == (3, 64, 80, 3)
+    assert clip.mv.shape == (3, 16, 20, 4) and clip.iframe.shape == (1, 64, 80, 3)
+    assert np.median(clip.mv[..., 0]) == -2 and np.median(clip.mv[..., 1]) == -1
+
+
+def test_invalid_requests_are_explained(video_factory):
+    v = video_factory(num_frames=24)
+    with pytest.raises(InvalidArgumentError, match="run past the end"):
+        cvload.read_clip(v.path, start=20, num_frames=8)
+    with pytest.raises(InvalidArgumentError, match="Supported values are 'rgb'"):
+        cvload.read_clip(v.path, start=0, num_frames=2, streams=("flow",))
+    with pytest.raises(InvalidArgumentError, match="mv_source"):
+        cvload.read_clip(v.path, start=0, num_frames=2, mv_source="flow")
+    with pytest.raises(InvalidArgumentError, match="non-decreasing"):
+        read_frames(v.path, [5, 3])
