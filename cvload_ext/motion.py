@@ -96,7 +96,6 @@ def motion_compensate(
             predicted with zero motion from ``ref0``.
     """
     height, width, channels = out.shape
-    acc[:] = 0.0
     count[:] = 0
     for n in range(vectors.shape[0]):
         scale = vectors[n, MOTION_SCALE]
@@ -105,15 +104,34 @@ def motion_compensate(
         ref = ref0 if vectors[n, SOURCE] < 0 else ref1
         dx = vectors[n, MOTION_X] / scale
         dy = vectors[n, MOTION_Y] / scale
+        # One vector per block: the bilinear weights are the same for all its pixels.
+        ix = int(np.floor(dx))
+        iy = int(np.floor(dy))
+        fx = dx - ix
+        fy = dy - iy
+        w00 = (1.0 - fx) * (1.0 - fy)
+        w01 = fx * (1.0 - fy)
+        w10 = (1.0 - fx) * fy
+        w11 = fx * fy
         bw = vectors[n, W]
         bh = vectors[n, H]
         x0 = vectors[n, DST_X] - bw // 2
         y0 = vectors[n, DST_Y] - bh // 2
         for y in range(max(0, y0), min(height, y0 + bh)):
+            ya = min(max(y + iy, 0), height - 1)
+            yb = min(max(y + iy + 1, 0), height - 1)
             for x in range(max(0, x0), min(width, x0 + bw)):
+                xa = min(max(x + ix, 0), width - 1)
+                xb = min(max(x + ix + 1, 0), width - 1)
+                k = count[y, x]
                 for c in range(channels):
-                    acc[y, x, c] += _sample_bilinear(ref, x + dx, y + dy, c)
-                count[y, x] += 1
+                    v = (w00 * ref[ya, xa, c] + w01 * ref[ya, xb, c]
+                         + w10 * ref[yb, xa, c] + w11 * ref[yb, xb, c])
+                    if k == 0:
+                        acc[y, x, c] = v
+                    else:
+                        acc[y, x, c] += v
+                count[y, x] = k + 1
     for y in range(height):
         for x in range(width):
             k = count[y, x]

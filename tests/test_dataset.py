@@ -108,3 +108,21 @@ def test_invalid_options(videos):
         _dataset(videos, layout="flow")
     with pytest.raises(cvload.errors.InvalidArgumentError, match="labels"):
         cvload.VideoDataset([videos[0].path], labels=[0, 1])
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/task"), reason="needs Linux /proc")
+def test_decoding_leaves_no_native_threads_behind(videos):
+    """Threads alive when DataLoader forks its workers can deadlock them (seen here with
+    PyAV's default swscale threading): decoding in the main process must not leave any."""
+    import os
+
+    def threads():
+        return len(os.listdir("/proc/self/task"))
+
+    cvload.read_clip(videos[1].path, start=0, num_frames=2)  # warm-up: compile, caches
+    before = threads()
+    for layout in ("rgb", "mvcgc", "imrnet", "coviar"):
+        _dataset(videos, layout=layout, num_frames=4)[1]
+    list(cvload.iter_motion_vectors(videos[1].path))
+    cvload.probe(videos[1].path, decode=True)
+    assert threads() == before

@@ -159,3 +159,34 @@ def test_invalid_requests_are_explained(video_factory):
         cvload.read_clip(v.path, start=0, num_frames=2, mv_source="flow")
     with pytest.raises(InvalidArgumentError, match="non-decreasing"):
         read_frames(v.path, [5, 3])
+
+
+def test_duplicate_timestamps_fall_back_to_decode_order(tmp_path):
+    """A mux whose packets all carry pts 0 still reads every frame, in output order."""
+    from fractions import Fraction
+
+    import av
+
+    from cvload.synthetic import translating_frames
+
+    frames = translating_frames(20, 64, 96, motion=(2, 0), seed=5)
+    path = tmp_path / "zero_pts.mp4"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+        s.options = {"x264-params": "bframes=2:keyint=10:scenecut=0"}
+        for i, rgb in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 12800)  # rescales to pts 0 for all
+            for packet in s.encode(f):
+                out.mux(packet)
+        for packet in s.encode(None):
+            out.mux(packet)
+    info = cvload.probe(path)
+    assert not info.has_timestamps and info.num_frames == 20 and info.keyframes == (0, 10)
+    clip = cvload.read_clip(path, start=11, num_frames=6, streams=("rgb", "mv"))
+    assert len(clip) == 6 and clip.frame_types[0] in "PB"
+    # the frames are the right ones: closest to the source frames they were encoded from
+    for k, idx in enumerate(clip.indices):
+        errors = [np.abs(clip.rgb[k].astype(int) - f.astype(int)).mean() for f in frames]
+        assert int(np.argmin(errors)) == idx

@@ -21,7 +21,7 @@ from cvload.errors import (
     NoMotionVectorsError,
 )
 from cvload.video._probe import VideoInfo, pict_letter, probe
-from cvload.video._source import Source, open_video, source_name
+from cvload.video._source import Source, open_video, source_name, to_gray, to_rgb
 
 __all__ = [
     "FrameMotion",
@@ -93,13 +93,15 @@ def _check_exports(info_codec: str, decoder: str, exports: bool | None, name: st
 
 
 def iter_motion_vectors(
-    source: Source, *, stream: int | None = None, threads: int = 0
+    source: Source, *, stream: int | None = None, threads: int = 1
 ) -> Iterator[FrameMotion]:
     """Yield the motion vectors of every frame, in output order.
 
     Equals mv-extractor's reference output frame for frame, B-frames included, and is
-    identical from run to run (slice threading only; ``threads=0`` lets FFmpeg choose
-    the count). The loop filter is skipped: it changes pixels, never vectors.
+    identical from run to run (slice threading only, never frame threading). The loop filter is skipped: it changes pixels, never vectors.
+
+    ``threads``: FFmpeg slice threads (1 by default: parallelism belongs to DataLoader
+    workers, and decoder threads alive in a process that forks workers can deadlock them).
 
     Raises:
         NoMotionVectorsError: the codec's decoder exports none (HEVC, VP9, AV1 ...).
@@ -259,7 +261,7 @@ def read_clip(
     stream: int | None = None,
     mv_source: MvSource = "bitstream",
     info: VideoInfo | None = None,
-    threads: int = 0,
+    threads: int = 1,
 ) -> CompressedClip:
     """Decode ``num_frames`` frames ``start, start+step, ...`` in the requested ``streams``.
 
@@ -313,7 +315,7 @@ def read_frames(
     stream: int | None = None,
     mv_source: MvSource = "bitstream",
     info: VideoInfo | None = None,
-    threads: int = 0,
+    threads: int = 1,
 ) -> CompressedClip:
     """Like :func:`read_clip` for any non-decreasing frame ``indices`` (repeats allowed).
 
@@ -358,11 +360,9 @@ def read_frames(
             return True
         if "iframe" in streams and index in keyset:
             return True
-        if need_residual:
-            if accumulate:
-                return index in keyset  # the I-frame that is warped
-            return estimated or kind != "B"  # every possible reference
-        return False
+        # accumulated residuals warp the GOP's I-frame; plain residuals convert their
+        # references lazily (see `reference` below)
+        return need_residual and accumulate and index in keyset
 
     def waiting_for_future_reference() -> bool:
         # A B-frame's residual needs the next I/P frame, output after it.
@@ -382,6 +382,8 @@ def read_frames(
                            any_frame=False)
         counter = -1
         reached = first_key
+        reference = None  # (index, decoded frame) of the latest possible reference
+        future_needed = False  # a requested B-frame waits for its future reference
         try:
             for frame in container.decode(vstream):
                 counter += 1
@@ -394,13 +396,27 @@ def read_frames(
                 kind = pict_letter(frame)
                 record = {"type": kind, "pts": -1 if frame.pts is None else int(frame.pts)}
                 if needs_rgb(index, kind):
-                    record["rgb"] = frame.to_ndarray(format="rgb24")
+                    record["rgb"] = to_rgb(frame)
                 if estimated:
-                    record["luma"] = frame.to_ndarray(format="gray")
+                    record["luma"] = to_gray(frame)
                 elif want_mv:
                     record["vectors"] = vectors_from_side_data(
                         frame.side_data.get("MOTION_VECTORS"))
                 frames[index] = record
+                if need_residual and not accumulate:
+                    # Convert a reference only when a requested frame predicts from it.
+                    if index in wanted and reference is not None and kind != "I":
+                        ref_index, ref_frame = reference
+                        if "rgb" not in frames[ref_index]:
+                            frames[ref_index]["rgb"] = to_rgb(ref_frame)
+                    if future_needed and kind != "B":  # future reference of a requested B
+                        if "rgb" not in record:
+                            record["rgb"] = to_rgb(frame)
+                        future_needed = False
+                    if index in wanted and kind == "B" and not estimated:
+                        future_needed = True
+                    if estimated or kind != "B":
+                        reference = (index, frame)
                 if index >= last and not waiting_for_future_reference():
                     break
         except av.error.FFmpegError as err:

@@ -81,6 +81,7 @@ class VideoInfo:
 def _decode_types(container, stream, source) -> tuple[str, list[int]]:
     """Decode every frame (no MVs) to learn its type and key flag, in output order."""
     stream.codec_context.thread_type = "SLICE"
+    stream.codec_context.thread_count = 1
     types: list[str] = []
     keys: list[int] = []
     index = 0
@@ -125,7 +126,9 @@ def probe(source: Source, *, stream: int | None = None, decode: bool = False) ->
             ) from err
         if not pts:
             raise EmptyVideoError("the video stream holds no packets", source=name)
-        has_timestamps = all(p is not None for p in pts)
+        # Timestamps order frames only when every packet has one and they are distinct;
+        # broken muxes (all pts 0, say) are treated like raw streams: decoded and counted.
+        has_timestamps = all(p is not None for p in pts) and len(set(pts)) == len(pts)
         frame_types: str | None = None
         if has_timestamps and not decode:
             order = np.argsort(np.asarray(pts, np.int64), kind="stable")
@@ -173,5 +176,5 @@ def probe(source: Source, *, stream: int | None = None, decode: bool = False) ->
             exports_motion_vectors=decoder_exports_motion_vectors(codec, ctx.name),
             has_timestamps=has_timestamps,
             frame_types=frame_types,
-            packet_pts=tuple(int(p) for p in pts) if has_timestamps else (),
+            packet_pts=tuple(int(p) for p in pts) if has_timestamps else (),  # type: ignore
         )

@@ -120,3 +120,18 @@ def codec_name(video_stream) -> str:
     """The codec's canonical name (``av1`` for the ``libdav1d`` decoder, ``h264``, ...)."""
     codec = video_stream.codec_context.codec
     return getattr(codec, "canonical_name", None) or codec.name
+
+
+def to_rgb(frame) -> "np.ndarray":
+    """``(H, W, 3)`` uint8 RGB of a decoded frame.
+
+    ``threads=1`` matters twice: PyAV's default starts swscale threads for every frame
+    (tens of threads that outlive the call, and ~30x slower on small frames), and native
+    threads alive when a process forks DataLoader workers can deadlock the workers.
+    """
+    return frame.to_ndarray(format="rgb24", threads=1)
+
+
+def to_gray(frame) -> "np.ndarray":
+    """``(H, W)`` uint8 luma of a decoded frame (single-threaded, see :func:`to_rgb`)."""
+    return frame.to_ndarray(format="gray", threads=1)

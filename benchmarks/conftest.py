@@ -1,0 +1,108 @@
+"""Shared benchmark fixtures and the ratio table written at the end of a run.
+
+Each benchmark records ``(group, video, method) -> median seconds and work units`` in
+``RESULTS``; at session end the tables (ratios against the baseline of the same group
+and video, all from the same run) are printed and saved to ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from fractions import Fraction
+from collections import defaultdict
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+RESULTS: dict = defaultdict(dict)
+RESULTS_DIR = Path(__file__).parent / "results"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "videos"
+
+
+def record(benchmark, group: str, video: str, method: str, units: float, unit: str = "frames"):
+    """Store the median of a finished pytest-benchmark run."""
+    median = benchmark.stats.stats.median
+    RESULTS[group][(video, method)] = {"median_s": median, "units": units, "unit": unit,
+                                       "per_s": units / median if median else float("inf")}
+
+
+def _reencode(src: Path, dst: Path, width: int, height: int, frames: int, bframes: int) -> Path:
+    """Real footage at another size, H.264 with B-frames (libx264 default GOP structure)."""
+    if dst.exists():
+        return dst
+    tmp = dst.with_suffix(".partial.mp4")
+    with av.open(str(src)) as inp, av.open(str(tmp), "w") as out:
+        vin = inp.streams.video[0]
+        vout = out.add_stream("libx264", rate=25)
+        vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
+        vout.options = {"preset": "medium", "crf": "23",
+                        "x264-params": f"bframes={bframes}:keyint=250"}
+        for i, frame in enumerate(inp.decode(vin)):
+            if i >= frames:
+                break
+            small = frame.reformat(width=width, height=height, format="yuv420p")
+            small.pts, small.time_base = i, Fraction(1, 25)
+            for packet in vout.encode(small):
+                out.mux(packet)
+        for packet in vout.encode(None):
+            out.mux(packet)
+    os.replace(tmp, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def bench_videos() -> dict[str, str]:
+    """name -> path: 320x240 and 640x480 H.264 with B-frames, and the 720p golden file."""
+    from cvload._util import cache_dir
+    from cvload.synthetic import write_video
+
+    root = cache_dir("bench")
+    golden = SHARED / "mv_extractor" / "vid_h264.mp4"
+    videos = {}
+    for name, (w, h) in {"h264_320x240_B": (320, 240), "h264_640x480_B": (640, 480)}.items():
+        if golden.exists():
+            videos[name] = str(_reencode(golden, root / f"{name}.mp4", w, h, 200, 3))
+        else:
+            videos[name] = write_video(root / f"{name}_synthetic.mp4", width=w, height=h,
+                                       num_frames=200, gop=100, bframes=3).path
+    if golden.exists():
+        videos["golden_720p_P"] = str(golden)
+    return videos
+
+
+def _table(group: str, rows: dict) -> str:
+    from cvload._util import format_table
+
+    baselines = {"decode": "decode_only", "layouts": "rgb_same_frames", "motion": "mv_only"}
+    base = baselines.get(group)
+    out = []
+    for video in sorted({v for v, _ in rows}):
+        ref = rows.get((video, base))
+        for (v, method), r in sorted(rows.items(), key=lambda kv: kv[1]["median_s"]):
+            if v != video:
+                continue
+            ratio = r["per_s"] / ref["per_s"] if ref else float("nan")
+            out.append((video, method, f"{r['median_s'] * 1000:.2f}", f"{r['per_s']:.1f}",
+                        r["unit"], f"{ratio:.3f}x"))
+    return format_table(["video", "method", "median ms", "units/s", "unit", f"vs {base}"], out)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not RESULTS:
+        return
+    RESULTS_DIR.mkdir(exist_ok=True)
+    text = [f"# cvload benchmarks, {time.strftime('%Y-%m-%d %H:%M')} on {platform.node()} "
+            f"({os.cpu_count()} CPUs), PyAV {av.__version__}", ""]
+    for group, rows in RESULTS.items():
+        text += [f"## {group}", "", "```", _table(group, rows), "```", ""]
+    report = "\n".join(text)
+    (RESULTS_DIR / "latest.md").write_text(report)
+    (RESULTS_DIR / "latest-ratios.json").write_text(json.dumps(
+        {g: {f"{v}|{m}": r for (v, m), r in rows.items()} for g, rows in RESULTS.items()},
+        indent=1))
+    print("\n" + report)
