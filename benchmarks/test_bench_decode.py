@@ -29,14 +29,19 @@ def _path(bench_videos, name):
     return bench_videos[name]
 
 
-def _decode(path, *, rgb: bool, frames: int = FRAMES) -> int:
+def _decode(path, *, rgb: str | None, frames: int = FRAMES) -> int:
+    """rgb: None (decode only), "default" (frame.to_ndarray as usually written, which lets
+    swscale start threads per frame) or "threads1" (single-threaded conversion, as cvload)."""
     with av.open(path) as c:
         s = c.streams.video[0]
         s.codec_context.thread_type = "SLICE"
+        s.codec_context.thread_count = 1
         n = 0
         for frame in itertools.islice(c.decode(s), frames):
-            if rgb:
+            if rgb == "default":
                 frame.to_ndarray(format="rgb24")
+            elif rgb == "threads1":
+                frame.to_ndarray(format="rgb24", threads=1)
             n += 1
     return n
 
@@ -48,22 +53,24 @@ def _mv_only(path, frames: int = FRAMES) -> list:
 @pytest.mark.parametrize("video", VIDEOS)
 def test_decode_only(benchmark, bench_videos, video):
     path = _path(bench_videos, video)
-    n = benchmark.pedantic(_decode, args=(path,), kwargs={"rgb": False}, rounds=7,
+    n = benchmark.pedantic(_decode, args=(path,), kwargs={"rgb": None}, rounds=11,
                            warmup_rounds=1)
     record(benchmark, "decode", video, "decode_only", n)
 
 
 @pytest.mark.parametrize("video", VIDEOS)
-def test_rgb_decode(benchmark, bench_videos, video):
+@pytest.mark.parametrize("conversion", ["default", "threads1"])
+def test_rgb_decode(benchmark, bench_videos, video, conversion):
     path = _path(bench_videos, video)
-    n = benchmark.pedantic(_decode, args=(path,), kwargs={"rgb": True}, rounds=7, warmup_rounds=1)
-    record(benchmark, "decode", video, "rgb_decode_pyav", n)
+    n = benchmark.pedantic(_decode, args=(path,), kwargs={"rgb": conversion}, rounds=11,
+                           warmup_rounds=1)
+    record(benchmark, "decode", video, f"rgb_decode_pyav_{conversion}", n)
 
 
 @pytest.mark.parametrize("video", VIDEOS)
 def test_mv_only(benchmark, bench_videos, video):
     path = _path(bench_videos, video)
-    out = benchmark.pedantic(_mv_only, args=(path,), rounds=7, warmup_rounds=1)
+    out = benchmark.pedantic(_mv_only, args=(path,), rounds=11, warmup_rounds=1)
     record(benchmark, "decode", video, "mv_only", len(out))
     record(benchmark, "motion", video, "mv_only", len(out))
 

@@ -28,13 +28,13 @@ else:  # pragma: no cover - exercised in a subprocess test
     prange = range
 
 
-def jit(fn: F | None = None, *, parallel: bool = False):
+def jit(fn: F | None = None, *, parallel: bool = False, fastmath: bool = False):
     """Compile ``fn`` with numba (cached on disk), unless CVLOAD_DISABLE_JIT=1."""
 
     def wrap(f: F) -> F:
         if not JIT_ENABLED:
             return f
-        return _numba.njit(cache=True, nogil=True, parallel=parallel)(f)
+        return _numba.njit(cache=True, nogil=True, parallel=parallel, fastmath=fastmath)(f)
 
     return wrap(fn) if fn is not None else wrap
 
@@ -44,6 +44,7 @@ from cvload_ext.motion import (  # noqa: E402
     block_match,
     motion_compensate,
     rasterize_motion,
+    subtract,
     warp,
 )
 
@@ -55,5 +56,6 @@ __all__ = [
     "motion_compensate",
     "prange",
     "rasterize_motion",
+    "subtract",
     "warp",
 ]

@@ -28,119 +28,133 @@ def rasterize_motion(vectors: np.ndarray, grid: int, out: np.ndarray) -> None:
             ``[L0 dx, L0 dy, L1 dx, L1 dy]`` in pixels. Cells no block covers stay 0.
     """
     rows, cols = out.shape[0], out.shape[1]
-    half = grid * 0.5
+    # Block edges are whole pixels, so "centre j*grid + grid/2 inside [x0, x1)" is the
+    # same test with the centre rounded down: integer arithmetic, unsigned divisions.
+    half = grid // 2
+    ugrid = np.uint32(grid)
     for n in range(vectors.shape[0]):
         scale = vectors[n, MOTION_SCALE]
         if scale == 0:
             continue
         channel = 0 if vectors[n, SOURCE] < 0 else 2
-        dx = vectors[n, MOTION_X] / scale
-        dy = vectors[n, MOTION_Y] / scale
-        # Block extent in pixels: [x0, x1) x [y0, y1); dst is the block centre.
-        x0 = vectors[n, DST_X] - vectors[n, W] * 0.5
-        y0 = vectors[n, DST_Y] - vectors[n, H] * 0.5
-        x1 = x0 + vectors[n, W]
-        y1 = y0 + vectors[n, H]
-        # Cells whose centre lies in the block: j*grid + half in [x0, x1).
-        j0 = max(0, int(np.ceil((x0 - half) / grid)))
-        j1 = min(cols, int(np.ceil((x1 - half) / grid)))
-        i0 = max(0, int(np.ceil((y0 - half) / grid)))
-        i1 = min(rows, int(np.ceil((y1 - half) / grid)))
+        inverse = np.float32(1.0) / np.float32(scale)
+        dx = np.float32(vectors[n, MOTION_X]) * inverse
+        dy = np.float32(vectors[n, MOTION_Y]) * inverse
+        x0 = vectors[n, DST_X] - (vectors[n, W] >> 1) - half + grid - 1
+        y0 = vectors[n, DST_Y] - (vectors[n, H] >> 1) - half + grid - 1
+        j0 = np.uint32(max(0, x0)) // ugrid
+        i0 = np.uint32(max(0, y0)) // ugrid
+        j1 = min(cols, np.uint32(max(0, x0 + vectors[n, W])) // ugrid)
+        i1 = min(rows, np.uint32(max(0, y0 + vectors[n, H])) // ugrid)
         for i in range(i0, i1):
             for j in range(j0, j1):
                 out[i, j, channel] = dx
                 out[i, j, channel + 1] = dy
 
 
-@jit
-def _sample_bilinear(img: np.ndarray, x: float, y: float, c: int) -> float:
-    """Bilinear sample of ``img[..., c]`` at ``(x, y)``, edges clamped (as codecs pad)."""
-    height, width = img.shape[0], img.shape[1]
-    if x < 0.0:
-        x = 0.0
-    elif x > width - 1:
-        x = width - 1.0
-    if y < 0.0:
-        y = 0.0
-    elif y > height - 1:
-        y = height - 1.0
-    x0 = int(x)
-    y0 = int(y)
-    x1 = min(x0 + 1, width - 1)
-    y1 = min(y0 + 1, height - 1)
-    fx = x - x0
-    fy = y - y0
-    top = img[y0, x0, c] * (1.0 - fx) + img[y0, x1, c] * fx
-    bottom = img[y1, x0, c] * (1.0 - fx) + img[y1, x1, c] * fx
-    return top * (1.0 - fy) + bottom * fy
-
-
-@jit
+@jit(fastmath=True)
 def motion_compensate(
     ref0: np.ndarray,
     ref1: np.ndarray,
     vectors: np.ndarray,
-    acc: np.ndarray,
     count: np.ndarray,
     out: np.ndarray,
 ) -> None:
     """Block motion compensation: predict a frame from its references and block vectors.
 
+    A vector ``m / s`` splits into a whole-pixel part and a fraction; the bilinear
+    weights are the same for every pixel of a block, so each block row is one contiguous
+    run in ``out`` and in the reference (the loop the compiler vectorises). Weights are
+    multiples of ``1/s^2`` (exact in float32 for FFmpeg's scales 2 and 4).
+
     Args:
-        ref0: ``(H, W, C)`` uint8 past reference (list 0).
+        ref0: ``(H, W, C)`` uint8 past reference (list 0), C-contiguous.
         ref1: ``(H, W, C)`` uint8 future reference (list 1); pass ``ref0`` if none.
-        vectors: ``(N, 10)`` int32 rows; sub-pel offsets are sampled bilinearly.
-        acc: ``(H, W, C)`` float32 scratch; count: ``(H, W)`` int32 scratch (any content).
-        out: ``(H, W, C)`` uint8 prediction. Pixels covered by an L0 and an L1 block get
-            the rounded average of both predictions; pixels covered by no block are
-            predicted with zero motion from ``ref0``.
+        vectors: ``(N, 10)`` int32 rows.
+        count: ``(H, W)`` uint8 scratch (any content).
+        out: ``(H, W, C)`` uint8 prediction, rounded to nearest. Pixels covered by an L0
+            and an L1 block get the rounded average ``(a + b + 1) >> 1`` of both
+            predictions; pixels covered by no block are predicted with zero motion from
+            ``ref0``.
     """
     height, width, channels = out.shape
+    out[:] = ref0
     count[:] = 0
+    rows_out = out.reshape(height, width * channels)
+    rows0 = ref0.reshape(height, width * channels)
+    rows1 = ref1.reshape(height, width * channels)
+    row = np.empty(width * channels, np.float32)
     for n in range(vectors.shape[0]):
         scale = vectors[n, MOTION_SCALE]
-        if scale == 0:
+        if scale <= 0:
             continue
+        rows = rows0 if vectors[n, SOURCE] < 0 else rows1
         ref = ref0 if vectors[n, SOURCE] < 0 else ref1
-        dx = vectors[n, MOTION_X] / scale
-        dy = vectors[n, MOTION_Y] / scale
-        # One vector per block: the bilinear weights are the same for all its pixels.
-        ix = int(np.floor(dx))
-        iy = int(np.floor(dy))
-        fx = dx - ix
-        fy = dy - iy
-        w00 = (1.0 - fx) * (1.0 - fy)
-        w01 = fx * (1.0 - fy)
-        w10 = (1.0 - fx) * fy
+        mx = vectors[n, MOTION_X]
+        my = vectors[n, MOTION_Y]
+        ix = mx // scale  # floor
+        iy = my // scale
+        fx = np.float32((mx - ix * scale) / scale)
+        fy = np.float32((my - iy * scale) / scale)
+        one = np.float32(1.0)
+        w00 = (one - fx) * (one - fy)
+        w01 = fx * (one - fy)
+        w10 = (one - fx) * fy
         w11 = fx * fy
+        half = np.float32(0.5)
         bw = vectors[n, W]
         bh = vectors[n, H]
-        x0 = vectors[n, DST_X] - bw // 2
-        y0 = vectors[n, DST_Y] - bh // 2
-        for y in range(max(0, y0), min(height, y0 + bh)):
-            ya = min(max(y + iy, 0), height - 1)
-            yb = min(max(y + iy + 1, 0), height - 1)
-            for x in range(max(0, x0), min(width, x0 + bw)):
-                xa = min(max(x + ix, 0), width - 1)
-                xb = min(max(x + ix + 1, 0), width - 1)
-                k = count[y, x]
-                for c in range(channels):
-                    v = (w00 * ref[ya, xa, c] + w01 * ref[ya, xb, c]
-                         + w10 * ref[yb, xa, c] + w11 * ref[yb, xb, c])
-                    if k == 0:
-                        acc[y, x, c] = v
-                    else:
-                        acc[y, x, c] += v
-                count[y, x] = k + 1
-    for y in range(height):
-        for x in range(width):
-            k = count[y, x]
-            for c in range(channels):
-                if k == 0:
-                    out[y, x, c] = ref0[y, x, c]
+        bx0 = max(0, vectors[n, DST_X] - bw // 2)
+        by0 = max(0, vectors[n, DST_Y] - bh // 2)
+        bx1 = min(width, vectors[n, DST_X] - bw // 2 + bw)
+        by1 = min(height, vectors[n, DST_Y] - bh // 2 + bh)
+        if bx0 >= bx1 or by0 >= by1:
+            continue
+        first = count[by0, bx0] == 0
+        if bx0 + ix >= 0 and by0 + iy >= 0 and bx1 + ix < width and by1 + iy < height:
+            span = (bx1 - bx0) * channels
+            o0 = bx0 * channels
+            r0 = (bx0 + ix) * channels
+            for y in range(by0, by1):
+                top = rows[y + iy, r0:r0 + span + channels]
+                bottom = rows[y + iy + 1, r0:r0 + span + channels]
+                dst = rows_out[y, o0:o0 + span]
+                for k in range(span):
+                    row[k] = (w00 * top[k] + w01 * top[k + channels] + w10 * bottom[k]
+                              + w11 * bottom[k + channels] + half)
+                if first:
+                    for k in range(span):
+                        dst[k] = np.uint8(row[k])
                 else:
-                    v = acc[y, x, c] / k + 0.5
-                    out[y, x, c] = 255 if v >= 255.0 else (0 if v <= 0.0 else int(v))
+                    for k in range(span):
+                        dst[k] = np.uint8((np.int32(dst[k]) + np.int32(np.uint8(row[k])) + 1) >> 1)
+        else:  # near the frame edge: clamp each sample (codecs pad references likewise)
+            for y in range(by0, by1):
+                ya = min(max(y + iy, 0), height - 1)
+                yb = min(max(y + iy + 1, 0), height - 1)
+                for x in range(bx0, bx1):
+                    xa = min(max(x + ix, 0), width - 1)
+                    xb = min(max(x + ix + 1, 0), width - 1)
+                    for c in range(channels):
+                        v = np.uint8(w00 * ref[ya, xa, c] + w01 * ref[ya, xb, c]
+                                     + w10 * ref[yb, xa, c] + w11 * ref[yb, xb, c] + half)
+                        if first:
+                            out[y, x, c] = v
+                        else:
+                            out[y, x, c] = (np.int32(out[y, x, c]) + np.int32(v) + 1) >> 1
+        for y in range(by0, by1):
+            for x in range(bx0, bx1):
+                count[y, x] += 1
+
+
+@jit
+def subtract(frame: np.ndarray, prediction: np.ndarray, out: np.ndarray) -> None:
+    """``out = frame - prediction`` as int16 (all ``(H, W, C)``; out int16)."""
+    flat_f = frame.reshape(-1)
+    flat_p = prediction.reshape(-1)
+    flat_o = out.reshape(-1)
+    for k in range(flat_o.shape[0]):
+        flat_o[k] = np.int16(flat_f[k]) - np.int16(flat_p[k])
 
 
 @jit

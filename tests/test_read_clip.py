@@ -59,9 +59,24 @@ def test_motion_compensation_kernel_is_exact_on_true_motion():
             rows.append([-1, 16, 16, 0, 0, bx + 8, by + 8, -6, 4, 2])
     vectors = np.array(rows, np.int32)
     out = np.empty_like(frames[1])
-    cvload_ext.motion_compensate(frames[0], frames[0], vectors, np.empty((64, 64, 3), np.float32),
-                                 np.empty((64, 64), np.int32), out)
+    cvload_ext.motion_compensate(frames[0], frames[0], vectors, np.empty((64, 64), np.uint8), out)
     np.testing.assert_array_equal(out[4:-4, 4:-4], frames[1][4:-4, 4:-4])
+
+
+def test_motion_compensation_subpel_and_bipred_arithmetic():
+    ref0 = np.zeros((32, 32, 1), np.uint8)
+    ref0[:, 1::2] = 100  # alternating columns: a half-pel shift averages neighbours
+    ref1 = np.full((32, 32, 1), 51, np.uint8)
+    out = np.empty_like(ref0)
+    count = np.empty((32, 32), np.uint8)
+    half_pel = np.array([[-1, 16, 16, 0, 0, 8, 8, 1, 0, 2]], np.int32)  # +0.5 px in x
+    cvload_ext.motion_compensate(ref0, ref1, half_pel, count, out)
+    assert set(np.unique(out[0:16, 0:16])) == {50}  # (0 + 100 + 1) // 2
+    np.testing.assert_array_equal(out[16:], ref0[16:])  # no block: zero motion from ref0
+    bipred = np.array([[-1, 16, 16, 0, 0, 8, 8, 1, 0, 2], [1, 16, 16, 0, 0, 8, 8, 0, 0, 4]],
+                      np.int32)
+    cvload_ext.motion_compensate(ref0, ref1, bipred, count, out)
+    assert set(np.unique(out[0:16, 0:16])) == {51}  # (50 + 51 + 1) >> 1
 
 
 @pytest.mark.parametrize("bframes", [0, 2])

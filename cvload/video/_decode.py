@@ -144,7 +144,8 @@ def motion_field(vectors: np.ndarray, height: int, width: int, *, grid: int = 4)
     """
     if grid < 1:
         raise InvalidArgumentError(f"Invalid grid {grid!r}: must be a positive integer.")
-    vectors = np.ascontiguousarray(vectors, dtype=np.int32)
+    if vectors.dtype != np.int32 or not vectors.flags.c_contiguous:
+        vectors = np.ascontiguousarray(vectors, dtype=np.int32)
     if vectors.ndim != 2 or vectors.shape[1] != 10:
         raise InvalidArgumentError(f"vectors must be (N, 10) int32, got {vectors.shape}.")
     out = np.zeros((-(-height // grid), -(-width // grid), 4), np.float32)
@@ -492,7 +493,9 @@ def _assemble(name, info, frames, indices, streams, size, mv_grid, accumulate, e
             mv = np.stack([motion_field(frames[int(i)]["vectors"], height, width, grid=mv_grid)
                            for i in indices])
         if need_residual:
-            residual = np.stack([_residual(frames, refs, int(i)) for i in indices])
+            residual = np.empty((t, height, width, 3), np.int16)
+            for k, i in enumerate(indices):
+                _residual(frames, refs, int(i), residual[k])
     iframe = iframe_gops = None
     if "iframe" in streams:
         iframe_gops = np.unique(gop_ids)
@@ -515,14 +518,15 @@ def predict(frames, refs, index: int) -> np.ndarray:
     ref0 = frames[past]["rgb"]
     ref1 = frames[future]["rgb"] if future is not None else ref0
     out = np.empty_like(record["rgb"])
-    acc = np.empty(out.shape, np.float32)
-    count = np.empty(out.shape[:2], np.int32)
-    cvload_ext.motion_compensate(ref0, ref1, record["vectors"], acc, count, out)
+    count = np.empty(out.shape[:2], np.uint8)
+    cvload_ext.motion_compensate(ref0, ref1, record["vectors"], count, out)
     return out
 
 
-def _residual(frames, refs, index: int) -> np.ndarray:
-    return frames[index]["rgb"].astype(np.int16) - predict(frames, refs, index).astype(np.int16)
+def _residual(frames, refs, index: int, out: np.ndarray) -> np.ndarray:
+    """``frame - prediction`` into ``out`` (int16), in one pass."""
+    cvload_ext.subtract(frames[index]["rgb"], predict(frames, refs, index), out)
+    return out
 
 
 def _pixel_l0(vectors: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -553,7 +557,9 @@ def _accumulated(frames, refs, indices, keyframes, height, width, grid, need_res
             key = int(keyframes[np.searchsorted(keyframes, i, side="right") - 1])
             warped = np.empty_like(frames[i]["rgb"])
             cvload_ext.warp(frames[key]["rgb"], acc[i], warped)
-            res.append(frames[i]["rgb"].astype(np.int16) - warped.astype(np.int16))
+            diff = np.empty(warped.shape, np.int16)
+            cvload_ext.subtract(frames[i]["rgb"], warped, diff)
+            res.append(diff)
         residual = np.stack(res)
     return mv, residual
 
