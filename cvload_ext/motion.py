@@ -52,6 +52,29 @@ def rasterize_motion(vectors: np.ndarray, grid: int, out: np.ndarray) -> None:
                 out[i, j, channel + 1] = dy
 
 
+@jit
+def _sample_bilinear(img: np.ndarray, x: float, y: float, c: int) -> float:
+    """Bilinear sample of ``img[..., c]`` at ``(x, y)``, edges clamped (as codecs pad)."""
+    height, width = img.shape[0], img.shape[1]
+    if x < 0.0:
+        x = 0.0
+    elif x > width - 1:
+        x = width - 1.0
+    if y < 0.0:
+        y = 0.0
+    elif y > height - 1:
+        y = height - 1.0
+    x0 = int(x)
+    y0 = int(y)
+    x1 = min(x0 + 1, width - 1)
+    y1 = min(y0 + 1, height - 1)
+    fx = x - x0
+    fy = y - y0
+    top = img[y0, x0, c] * (1.0 - fx) + img[y0, x1, c] * fx
+    bottom = img[y1, x0, c] * (1.0 - fx) + img[y1, x1, c] * fx
+    return top * (1.0 - fy) + bottom * fy
+
+
 @jit(fastmath=True)
 def motion_compensate(
     ref0: np.ndarray,
