@@ -88,20 +88,21 @@ def test_rasterize_vectors(benchmark, bench_videos, video):
     record(benchmark, "decode", video, "rasterize_grid4", len(out))
 
 
-CLIP_GOPS = 2  # imrnet: 2 GOP-like groups of 4 frames (I + 3)
-
-
 def _layout_frames(info, *, layout: str) -> np.ndarray:
+    """The frames a layout reads for one sample, chosen as the dataset chooses them."""
     if layout == "mvcgc":
         return np.arange(24, 40)  # 16 consecutive frames
-    # imrnet-style: an I-frame and 3 evenly spread later frames of its GOP, 12 frames apart
-    # when the file's GOPs are long (the golden files have GOPs of 100-250 frames).
-    key = info.keyframes[0]
-    return key + np.array([0, 4, 8, 11])
+    if layout == "imrnet":  # one GOP: I-frame + 3 frames spread over the file's GOP
+        return cvload.video._dataset.imrnet_frames(info, 0, 4)
+    # the same I + 3 frames, but packed into the first 12 frames (a short-GOP file)
+    return info.keyframes[0] + np.array([0, 4, 8, 11])
+
+
+LAYOUTS = ["mvcgc", "imrnet", "imrnet_gop12"]
 
 
 @pytest.mark.parametrize("video", VIDEOS)
-@pytest.mark.parametrize("layout", ["mvcgc", "imrnet"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_layout_clip(benchmark, bench_videos, video, layout):
     path = _path(bench_videos, video)
     info = cvload.probe(path)
@@ -110,11 +111,11 @@ def test_layout_clip(benchmark, bench_videos, video, layout):
     clip = benchmark.pedantic(
         lambda: cvload.video.read_frames(path, frames, streams=streams, info=info), rounds=7,
         warmup_rounds=1)
-    record(benchmark, "layouts", f"{video}:{layout}", f"{layout}_clip", len(clip))
+    record(benchmark, "layouts", f"{video}:{layout}", "clip", len(clip))
 
 
 @pytest.mark.parametrize("video", VIDEOS)
-@pytest.mark.parametrize("layout", ["mvcgc", "imrnet"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_rgb_same_frames(benchmark, bench_videos, video, layout):
     path = _path(bench_videos, video)
     info = cvload.probe(path)

@@ -73,7 +73,7 @@ def decode_layouts(videos, *, print_fn=print) -> dict:
             motion = torch.cat([b["mv"] for b in batches])
             label = torch.cat([b["label"] for b in batches])
             index = torch.cat([b["index"] for b in batches])
-    print_fn(format_table(["layout", "videos/s", "per-sample tensors"], rows))
+    print_fn(format_table(["layout", "videos/s incl. worker start", "per-sample tensors"], rows))
 
     print_fn("      motion read from the bitstream (median L0 vector, P-frame videos) vs truth:")
     truth = {v.label: (v.label_name, v.motion) for v in videos}
@@ -87,6 +87,7 @@ def decode_layouts(videos, *, print_fn=print) -> dict:
         name, (tx, ty) = truth[lab]
         # content moving +d px/frame sits -d px away in the previous frame
         ok = (dx, dy) == (-tx, -ty) or (tx, ty) == (0, 0)
-        check.append((name, f"{tx:+d},{ty:+d}", f"{-dx:+.1f},{-dy:+.1f}", "yes" if ok else "NO"))
+        shown = f"{-dx + 0.0:+.1f},{-dy + 0.0:+.1f}"  # + 0.0: no negative zeros
+        check.append((name, f"{tx:+d},{ty:+d}", shown, "yes" if ok else "NO"))
     print_fn(format_table(["class", "true px/frame", "from MVs", "match"], check))
     return {"shapes": shapes, "motion_check": check}

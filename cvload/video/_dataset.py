@@ -12,7 +12,7 @@ from cvload.errors import CvloadError, InvalidArgumentError, SkipCounter
 from cvload.video._decode import CompressedClip, MvSource, read_frames
 from cvload.video._probe import VideoInfo, probe
 
-__all__ = ["VideoDataset", "LAYOUTS"]
+__all__ = ["VideoDataset", "LAYOUTS", "imrnet_frames"]
 
 Layout = Literal["rgb", "mvcgc", "imrnet", "coviar"]
 LAYOUTS: tuple[str, ...] = ("rgb", "mvcgc", "imrnet", "coviar")
@@ -22,6 +22,19 @@ Sampling = Literal["random", "center"]
 def _chw(array: np.ndarray) -> torch.Tensor:
     """``(..., H, W, C)`` numpy -> ``(..., C, H, W)`` contiguous tensor."""
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(array, -1, -3)))
+
+
+def imrnet_frames(info: VideoInfo, gop: int, gop_frames: int) -> np.ndarray:
+    """The frames IMRNet reads from GOP ``gop``: its I-frame, then ``gop_frames - 1``
+    later frames spread evenly over the GOP's length as read from the file (a one-frame
+    GOP repeats its I-frame, and gets zero motion and residual)."""
+    key, length = info.keyframes[gop], info.gop_lengths[gop]
+    k = gop_frames - 1
+    if length > 1:
+        later = key + np.linspace(1, length - 1, k).round().astype(np.int64)
+    else:
+        later = np.full(k, key, np.int64)
+    return np.concatenate([[key], later]).astype(np.int64)
 
 
 class VideoDataset(torch.utils.data.Dataset):
@@ -187,14 +200,9 @@ class VideoDataset(torch.utils.data.Dataset):
             start = int(rng.integers(0, gops - self.num_frames + 1))
             chosen = np.arange(start, start + self.num_frames)
         iframes, mvs, residuals, all_frames = [], [], [], []
-        k = self.gop_frames - 1
         for g in chosen:
-            key, length = info.keyframes[g], info.gop_lengths[g]
-            if length > 1:
-                later = key + np.linspace(1, length - 1, k).round().astype(np.int64)
-            else:  # a one-frame GOP: its I-frame stands in, with zero motion and residual
-                later = np.full(k, key, np.int64)
-            frames = np.concatenate([[key], later])
+            length = info.gop_lengths[g]
+            frames = imrnet_frames(info, int(g), self.gop_frames)
             clip = self._read(index, frames, ("mv", "residual", "iframe"))
             iframes.append(clip.iframe[0])
             mv, residual = clip.mv[1:], clip.residual[1:]
