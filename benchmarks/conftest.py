@@ -24,11 +24,31 @@ RESULTS_DIR = Path(__file__).parent / "results"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "videos"
 
 
-def record(benchmark, group: str, video: str, method: str, units: float, unit: str = "frames"):
-    """Store the median of a finished pytest-benchmark run."""
-    median = benchmark.stats.stats.median
-    RESULTS[group][(video, method)] = {"median_s": median, "units": units, "unit": unit,
-                                       "per_s": units / median if median else float("inf")}
+def interleaved(benchmark, group: str, video: str, methods: dict, *, rounds: int = 9) -> None:
+    """Time several methods in the same rounds, each round in a rotated order.
+
+    ``methods``: name -> (callable, work units per call, unit name). The machines here are
+    shared and noisy: timing the baseline and the candidates side by side, round after
+    round, keeps slow drift out of the ratios. Each method's median over the rounds goes
+    to ``RESULTS``; pytest-benchmark times the whole round.
+    """
+    for fn, _, _ in methods.values():  # warm-up: compile kernels, fill caches
+        fn()
+    samples: dict[str, list[float]] = {name: [] for name in methods}
+    order = list(methods)
+
+    def one_round():
+        for name in order:
+            start = time.perf_counter()
+            methods[name][0]()
+            samples[name].append(time.perf_counter() - start)
+        order.append(order.pop(0))
+
+    benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=0)
+    for name, (_, units, unit) in methods.items():
+        median = float(np.median(samples[name]))
+        RESULTS[group][(video, name)] = {"median_s": median, "units": units, "unit": unit,
+                                         "per_s": units / median, "rounds": rounds}
 
 
 def _reencode(src: Path, dst: Path, width: int, height: int, frames: int, bframes: int) -> Path:

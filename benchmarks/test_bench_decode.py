@@ -1,11 +1,17 @@
-"""Decoding in the compressed domain against its baselines (issue: on-the-fly decoding).
+"""Decoding in the compressed domain against its baselines (issue 3).
 
-Groups, each with ratios against its baseline measured in the same run:
-- decode:  decode_only (FFmpeg's floor: decode, no conversion) vs full RGB decode with PyAV
-           vs MV-only (cvload.iter_motion_vectors) vs rasterising those vectors.
-- layouts: an mvcgc clip and an imrnet clip vs decoding the same frames to RGB.
-- motion:  MV-only vs estimated motion (block matching, HEVC) vs OpenCV Farneback flow.
-All decoding uses slice threading (frame threading corrupts exported B-frame vectors).
+Each test times a group of methods interleaved in the same rounds (see
+``conftest.interleaved``) and reports ratios against the group's baseline:
+
+- decode:  decode_only (FFmpeg's floor: decode, no conversion) vs full RGB decode with
+           PyAV (``to_ndarray`` as usually written, and single-threaded as cvload does it)
+           vs MV-only (``cvload.iter_motion_vectors``) vs rasterising those vectors.
+- motion:  MV-only vs estimated motion (block matching on an HEVC encode of the same
+           frames) vs OpenCV Farneback optical flow, per frame.
+- layouts: a clip of each layout vs decoding the same frames to RGB (``read_frames`` with
+           ``streams=("rgb",)``).
+All decoders run single-threaded (slice threading, 1 thread): parallelism belongs to
+DataLoader workers, and frame threading corrupts exported B-frame vectors.
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ import numpy as np
 import pytest
 
 import cvload
-from benchmarks.conftest import record
+from benchmarks.conftest import interleaved
+from cvload.video._dataset import imrnet_frames
 
-FRAMES = 96  # frames per measurement; all methods see the same frames
+FRAMES = 96  # frames per decode measurement; every method sees the same frames
 VIDEOS = ["h264_320x240_B", "h264_640x480_B", "golden_720p_P"]
 
 
@@ -30,8 +37,8 @@ def _path(bench_videos, name):
 
 
 def _decode(path, *, rgb: str | None, frames: int = FRAMES) -> int:
-    """rgb: None (decode only), "default" (frame.to_ndarray as usually written, which lets
-    swscale start threads per frame) or "threads1" (single-threaded conversion, as cvload)."""
+    """rgb: None (decode only), "default" (``frame.to_ndarray`` as usually written, which
+    lets swscale start threads per frame) or "threads1" (single-threaded, as cvload)."""
     with av.open(path) as c:
         s = c.streams.video[0]
         s.codec_context.thread_type = "SLICE"
@@ -51,109 +58,68 @@ def _mv_only(path, frames: int = FRAMES) -> list:
 
 
 @pytest.mark.parametrize("video", VIDEOS)
-def test_decode_only(benchmark, bench_videos, video):
-    path = _path(bench_videos, video)
-    n = benchmark.pedantic(_decode, args=(path,), kwargs={"rgb": None}, rounds=11,
-                           warmup_rounds=1)
-    record(benchmark, "decode", video, "decode_only", n)
-
-
-@pytest.mark.parametrize("video", VIDEOS)
-@pytest.mark.parametrize("conversion", ["default", "threads1"])
-def test_rgb_decode(benchmark, bench_videos, video, conversion):
-    path = _path(bench_videos, video)
-    n = benchmark.pedantic(_decode, args=(path,), kwargs={"rgb": conversion}, rounds=11,
-                           warmup_rounds=1)
-    record(benchmark, "decode", video, f"rgb_decode_pyav_{conversion}", n)
-
-
-@pytest.mark.parametrize("video", VIDEOS)
-def test_mv_only(benchmark, bench_videos, video):
-    path = _path(bench_videos, video)
-    out = benchmark.pedantic(_mv_only, args=(path,), rounds=11, warmup_rounds=1)
-    record(benchmark, "decode", video, "mv_only", len(out))
-    record(benchmark, "motion", video, "mv_only", len(out))
-
-
-@pytest.mark.parametrize("video", VIDEOS)
-def test_rasterize_vectors(benchmark, bench_videos, video):
+def test_decode(benchmark, bench_videos, video):
     path = _path(bench_videos, video)
     info = cvload.probe(path)
     vectors = _mv_only(path)
+    interleaved(benchmark, "decode", video, {
+        "decode_only": (lambda: _decode(path, rgb=None), FRAMES, "frames"),
+        "rgb_decode_pyav_default": (lambda: _decode(path, rgb="default"), FRAMES, "frames"),
+        "rgb_decode_pyav_threads1": (lambda: _decode(path, rgb="threads1"), FRAMES, "frames"),
+        "mv_only": (lambda: _mv_only(path), FRAMES, "frames"),
+        "rasterize_grid4": (lambda: [cvload.motion_field(v, info.height, info.width, grid=4)
+                                     for v in vectors], FRAMES, "frames"),
+    })
 
-    def raster():
-        return [cvload.motion_field(v, info.height, info.width, grid=4) for v in vectors]
 
-    out = benchmark.pedantic(raster, rounds=7, warmup_rounds=1)
-    record(benchmark, "decode", video, "rasterize_grid4", len(out))
+@pytest.mark.parametrize("video", VIDEOS)
+def test_motion(benchmark, bench_videos, video, tmp_path_factory):
+    path = _path(bench_videos, video)
+    flow_frames = 8  # Farneback is slow: its rate per frame is what is compared
+    rgb = cvload.read_clip(path, start=0, num_frames=48, streams=("rgb",)).rgb
+    methods = {"mv_only": (lambda: _mv_only(path, 48), 48, "frames")}
+    if video != "golden_720p_P":  # HEVC re-encode of the same frames: no exported vectors
+        from cvload.synthetic import encode_frames
+
+        hevc = tmp_path_factory.mktemp("hevc") / f"{video}.mp4"
+        encode_frames(rgb, hevc, codec="hevc", gop=48, bframes=2, quality=23)
+        hevc_info = cvload.probe(hevc)
+        methods["estimated_hevc"] = (
+            lambda: cvload.read_clip(hevc, start=0, num_frames=48, streams=("mv",),
+                                     mv_source="estimate", info=hevc_info), 48, "frames")
+    try:
+        import cv2
+    except ImportError:
+        cv2 = None
+    if cv2 is not None:
+        gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in rgb[: flow_frames + 1]]
+        methods["farneback_flow"] = (
+            lambda: [cv2.calcOpticalFlowFarneback(gray[i], gray[i + 1], None, 0.5, 3, 15, 3, 5,
+                                                  1.2, 0) for i in range(flow_frames)],
+            flow_frames, "frames")
+    interleaved(benchmark, "motion", video, methods, rounds=5)
 
 
-def _layout_frames(info, *, layout: str) -> np.ndarray:
+def _layout_frames(info, layout: str) -> np.ndarray:
     """The frames a layout reads for one sample, chosen as the dataset chooses them."""
     if layout == "mvcgc":
         return np.arange(24, 40)  # 16 consecutive frames
-    if layout == "imrnet":  # one GOP: I-frame + 3 frames spread over the file's GOP
-        return cvload.video._dataset.imrnet_frames(info, 0, 4)
-    # the same I + 3 frames, but packed into the first 12 frames (a short-GOP file)
+    if layout == "imrnet":  # one GOP: its I-frame + 3 frames spread over the file's GOP
+        return imrnet_frames(info, 0, 4)
+    # imrnet_gop12: the same 4 frames packed into 12, as in a file with GOPs of 12
     return info.keyframes[0] + np.array([0, 4, 8, 11])
 
 
-LAYOUTS = ["mvcgc", "imrnet", "imrnet_gop12"]
-
-
 @pytest.mark.parametrize("video", VIDEOS)
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_layout_clip(benchmark, bench_videos, video, layout):
+@pytest.mark.parametrize("layout", ["mvcgc", "imrnet", "imrnet_gop12"])
+def test_layouts(benchmark, bench_videos, video, layout):
     path = _path(bench_videos, video)
     info = cvload.probe(path)
-    frames = _layout_frames(info, layout=layout)
+    frames = _layout_frames(info, layout)
     streams = ("rgb", "mv") if layout == "mvcgc" else ("iframe", "mv", "residual")
-    clip = benchmark.pedantic(
-        lambda: cvload.video.read_frames(path, frames, streams=streams, info=info), rounds=7,
-        warmup_rounds=1)
-    record(benchmark, "layouts", f"{video}:{layout}", "clip", len(clip))
-
-
-@pytest.mark.parametrize("video", VIDEOS)
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_rgb_same_frames(benchmark, bench_videos, video, layout):
-    path = _path(bench_videos, video)
-    info = cvload.probe(path)
-    frames = _layout_frames(info, layout=layout)
-    clip = benchmark.pedantic(
-        lambda: cvload.video.read_frames(path, frames, streams=("rgb",), info=info), rounds=7,
-        warmup_rounds=1)
-    # keyed per layout so each layout is compared with exactly its own frames
-    record(benchmark, "layouts", f"{video}:{layout}", "rgb_same_frames", len(clip))
-
-
-@pytest.mark.parametrize("video", ["h264_320x240_B", "h264_640x480_B"])
-def test_estimated_motion_hevc(benchmark, bench_videos, video, tmp_path_factory):
-    """Block matching on an HEVC re-encode of the same footage (its decoder exports none)."""
-    path = _path(bench_videos, video)
-    hevc = tmp_path_factory.mktemp("hevc") / f"{video}.mp4"
-    rgb = cvload.read_clip(path, start=0, num_frames=48, streams=("rgb",)).rgb
-    from cvload.synthetic import encode_frames
-
-    encode_frames(rgb, hevc, codec="hevc", gop=48, bframes=2, quality=23)
-    info = cvload.probe(hevc)
-    clip = benchmark.pedantic(
-        lambda: cvload.read_clip(hevc, start=0, num_frames=48, streams=("mv",),
-                                 mv_source="estimate", info=info), rounds=5, warmup_rounds=1)
-    record(benchmark, "motion", video, "estimated_hevc", len(clip))
-
-
-@pytest.mark.parametrize("video", VIDEOS)
-def test_farneback_flow(benchmark, bench_videos, video):
-    cv2 = pytest.importorskip("cv2", reason="OpenCV (extra 'bench') is needed for Farneback")
-    path = _path(bench_videos, video)
-    frames = 12  # Farneback is slow; its rate per frame is what is compared
-    rgb = cvload.read_clip(path, start=0, num_frames=frames + 1, streams=("rgb",)).rgb
-    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in rgb]
-
-    def flow():
-        return [cv2.calcOpticalFlowFarneback(gray[i], gray[i + 1], None, 0.5, 3, 15, 3, 5, 1.2, 0)
-                for i in range(frames)]
-
-    out = benchmark.pedantic(flow, rounds=3, warmup_rounds=1)
-    record(benchmark, "motion", video, "farneback_flow", len(out))
+    read = cvload.video.read_frames
+    interleaved(benchmark, "layouts", f"{video}:{layout}", {
+        "rgb_same_frames": (lambda: read(path, frames, streams=("rgb",), info=info),
+                            len(frames), "frames"),
+        "clip": (lambda: read(path, frames, streams=streams, info=info), len(frames), "frames"),
+    }, rounds=7)

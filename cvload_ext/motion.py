@@ -324,3 +324,4 @@ def block_match(
             out[n, MOTION_SCALE] = 1
             n += 1
     return n
+

@@ -205,3 +205,20 @@ def test_duplicate_timestamps_fall_back_to_decode_order(tmp_path):
     for k, idx in enumerate(clip.indices):
         errors = [np.abs(clip.rgb[k].astype(int) - f.astype(int)).mean() for f in frames]
         assert int(np.argmin(errors)) == idx
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.7])
+def test_truncated_file_raises_naming_source_and_frame(video_factory, tmp_path, keep):
+    v = video_factory(bframes=2, num_frames=36, gop=12, suffix=".mkv")  # no index at the end
+    data = open(v.path, "rb").read()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: int(len(data) * keep)])
+    info = cvload.probe(cut)
+    assert info.num_frames < 36  # only the packets that are there
+    with pytest.raises(InvalidArgumentError, match="run past the end"):
+        cvload.read_clip(cut, start=30, num_frames=4)
+    clip = cvload.read_clip(cut, start=0, num_frames=info.num_frames - 1, streams=("mv",))
+    assert len(clip) == info.num_frames - 1
+    ds = cvload.VideoDataset([cut], num_frames=40, handler="skip")
+    item = ds[0]  # a clip longer than the video repeats its last frame
+    assert item["rgb"].shape[0] == 40 and ds.skipped.total == 0

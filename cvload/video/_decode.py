@@ -39,14 +39,43 @@ MvSource = Literal["bitstream", "estimate", "auto"]
 _EMPTY_MVS = np.zeros((0, 10), np.int32)
 
 
+_PLANS: dict = {}
+
+
+def _read_plan(dtype: np.dtype) -> list[tuple[str, int]]:
+    """For each of MV_COLUMNS: (plain little-endian dtype, index) in a view of the records.
+
+    FFmpeg's record dtype is aligned, so every field sits at a multiple of its own size
+    and can be read through a plain typed view of the same bytes: much cheaper than
+    copying fields out of a structured array one by one.
+    """
+    plan = _PLANS.get(dtype)
+    if plan is None:
+        plan = []
+        for name in MV_COLUMNS:
+            ftype, offset = dtype.fields[name]
+            if ftype.kind not in "iu" or ftype.itemsize > 4 or offset % ftype.itemsize:
+                raise TypeError(f"unexpected motion-vector field {name}: {ftype} at {offset}")
+            plan.append((ftype.newbyteorder("<").str, offset // ftype.itemsize))
+        _PLANS[dtype] = plan
+    return plan
+
+
 def vectors_from_side_data(side_data) -> np.ndarray:
     """FFmpeg's AVMotionVector records as an ``(N, 10)`` int32 array (columns MV_COLUMNS)."""
     if side_data is None:
         return _EMPTY_MVS
     records = side_data.to_ndarray()
-    out = np.empty((len(records), 10), np.int32)
-    for i, name in enumerate(MV_COLUMNS):
-        out[:, i] = records[name]
+    count = len(records)
+    out = np.empty((count, 10), np.int32)
+    if count:
+        raw = records.view(np.uint8).reshape(count, records.dtype.itemsize)
+        views: dict[str, np.ndarray] = {}
+        for column, (code, index) in enumerate(_read_plan(records.dtype)):
+            view = views.get(code)
+            if view is None:
+                view = views[code] = raw.view(code)
+            out[:, column] = view[:, index]
     return out
 
 
@@ -369,11 +398,8 @@ def read_frames(
         return need_residual and accumulate and index in keyset
 
     def waiting_for_future_reference() -> bool:
-        # A B-frame's residual needs the next I/P frame, output after it.
-        if not need_residual or accumulate or estimated:
-            return False
-        return any(frames[i]["type"] == "B" and not _has_future_ref(frames, i)
-                   for i in wanted if i in frames)
+        # A requested B-frame's residual needs the next I/P frame, output after it.
+        return future_needed
 
     pixels = estimated or any(s in streams for s in ("rgb", "residual", "iframe"))
     frames: dict[int, dict] = {}
@@ -436,10 +462,6 @@ def read_frames(
         )
     return _assemble(name, info, frames, indices, streams, size, mv_grid, accumulate,
                      estimated, keyframes)
-
-
-def _has_future_ref(frames: dict[int, dict], index: int) -> bool:
-    return any(i > index and r["type"] != "B" for i, r in frames.items())
 
 
 def _references(frames: dict[int, dict], estimated: bool):
