@@ -106,3 +106,13 @@ def test_motion_field_subpel_and_coverage():
     assert not field[4].any() and not field[:, 4].any()
     with pytest.raises(cvload.errors.InvalidArgumentError):
         cvload.motion_field(vectors[:, :9], 20, 20)
+
+
+def test_motion_field_into_reused_buffer():
+    vectors = np.array([[-1, 16, 16, 0, 0, 8, 8, -3, 1, 4]], np.int32)
+    buffer = np.full((5, 5, 4), 7.0, np.float32)
+    out = cvload.motion_field(vectors, 20, 20, grid=4, out=buffer)
+    assert out is buffer and not buffer[4].any()  # zeroed before painting
+    np.testing.assert_array_equal(out, cvload.motion_field(vectors, 20, 20, grid=4))
+    with pytest.raises(cvload.errors.InvalidArgumentError, match="shape"):
+        cvload.motion_field(vectors, 20, 20, grid=4, out=np.zeros((4, 4, 4), np.float32))

@@ -161,13 +161,16 @@ def iter_motion_vectors(
             raise EmptyVideoError("no frame could be decoded", source=name)
 
 
-def motion_field(vectors: np.ndarray, height: int, width: int, *, grid: int = 4) -> np.ndarray:
+def motion_field(vectors: np.ndarray, height: int, width: int, *, grid: int = 4,
+                 out: np.ndarray | None = None) -> np.ndarray:
     """Rasterise block vectors into a dense field.
 
     Args:
         vectors: ``(N, 10)`` int32 rows as from :func:`iter_motion_vectors`.
         height, width: frame size in pixels.
         grid: cell size in pixels.
+        out: optional ``(ceil(H/grid), ceil(W/grid), 4)`` float32 buffer to fill (it is
+            zeroed first); reusing one avoids a fresh allocation per frame.
 
     Returns:
         ``(ceil(H/grid), ceil(W/grid), 4)`` float32 ``[L0 dx, L0 dy, L1 dx, L1 dy]``:
@@ -180,7 +183,15 @@ def motion_field(vectors: np.ndarray, height: int, width: int, *, grid: int = 4)
         vectors = np.ascontiguousarray(vectors, dtype=np.int32)
     if vectors.ndim != 2 or vectors.shape[1] != 10:
         raise InvalidArgumentError(f"vectors must be (N, 10) int32, got {vectors.shape}.")
-    out = np.zeros((-(-height // grid), -(-width // grid), 4), np.float32)
+    shape = (-(-height // grid), -(-width // grid), 4)
+    if out is None:
+        out = np.zeros(shape, np.float32)
+    else:
+        if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise InvalidArgumentError(
+                f"out must be a C-contiguous float32 array of shape {shape}, got "
+                f"{out.shape} {out.dtype}.")
+        out[...] = 0.0
     cvload_ext.rasterize_motion(vectors, int(grid), out)
     return out
 
@@ -515,8 +526,9 @@ def _assemble(name, info, frames, indices, streams, size, mv_grid, accumulate, e
             mv = None
     else:
         if want_mv:
-            mv = np.stack([motion_field(frames[int(i)]["vectors"], height, width, grid=mv_grid)
-                           for i in indices])
+            mv = np.empty((t, -(-height // mv_grid), -(-width // mv_grid), 4), np.float32)
+            for k, i in enumerate(indices):
+                motion_field(frames[int(i)]["vectors"], height, width, grid=mv_grid, out=mv[k])
         if need_residual:
             residual = np.empty((t, height, width, 3), np.int16)
             for k, i in enumerate(indices):
