@@ -424,6 +424,7 @@ def read_frames(
         counter = -1
         reached = first_key
         reference = None  # (index, decoded frame) of the latest possible reference
+        previous = None  # (index, decoded frame) just before this one
         future_needed = False  # a requested B-frame waits for its future reference
         try:
             for frame in container.decode(vstream):
@@ -438,11 +439,17 @@ def read_frames(
                 record = {"type": kind, "pts": -1 if frame.pts is None else int(frame.pts)}
                 if needs_rgb(index, kind):
                     record["rgb"] = to_rgb(frame)
-                if estimated:
-                    record["luma"] = to_gray(frame)
-                elif want_mv:
-                    record["vectors"] = vectors_from_side_data(
-                        frame.side_data.get("MOTION_VECTORS"))
+                # Vectors (or luma to estimate them) only where they are used: requested
+                # frames, and with accumulate=True every frame of the chain.
+                if index in wanted or accumulate:
+                    if estimated:
+                        record["luma"] = to_gray(frame)
+                        if previous is not None and "luma" not in frames[previous[0]]:
+                            frames[previous[0]]["luma"] = to_gray(previous[1])
+                    elif want_mv:
+                        record["vectors"] = vectors_from_side_data(
+                            frame.side_data.get("MOTION_VECTORS"))
+                previous = (index, frame)
                 frames[index] = record
                 if need_residual and not accumulate:
                     # Convert a reference only when a requested frame predicts from it.
@@ -509,13 +516,15 @@ def _assemble(name, info, frames, indices, streams, size, mv_grid, accumulate, e
     pts = np.array([frames[int(i)]["pts"] for i in indices], np.int64)
 
     # Vectors per frame: exported or estimated against the previous frame.
-    if want_mv or need_residual or accumulate:
+    if estimated:
+        requested = set(indices.tolist())
         for i in sorted(frames):
             r = frames[i]
-            if estimated:
-                past = refs[i][0]
-                r["vectors"] = (_EMPTY_MVS if past is None or r["type"] == "I" and i in keyframes
-                                else estimate_vectors(r["luma"], frames[past]["luma"]))
+            if i not in requested and not accumulate:
+                continue  # only requested frames (and, accumulating, the whole chain)
+            past = refs[i][0]
+            r["vectors"] = (_EMPTY_MVS if past is None or r["type"] == "I" and i in keyframes
+                            else estimate_vectors(r["luma"], frames[past]["luma"]))
 
     rgb = np.stack([frames[int(i)]["rgb"] for i in indices]) if "rgb" in streams else None
     mv = residual = None
