@@ -71,7 +71,7 @@ def test_decode(benchmark, bench_videos, video):
         "rasterize_grid4": (lambda: [cvload.motion_field(v, info.height, info.width, grid=4,
                                                          out=field)
                                      for v in vectors], FRAMES, "frames"),
-    }, rounds=25)
+    }, rounds=41)
 
 
 @pytest.mark.parametrize("video", VIDEOS)
@@ -79,7 +79,7 @@ def test_motion(benchmark, bench_videos, video, tmp_path_factory):
     path = _path(bench_videos, video)
     flow_frames = 8  # Farneback is slow: its rate per frame is what is compared
     rgb = cvload.read_clip(path, start=0, num_frames=48, streams=("rgb",)).rgb
-    methods = {"mv_only": (lambda: _mv_only(path, 48), 48, "frames")}
+    methods = {"mv_only": (lambda: _mv_only(path), FRAMES, "frames")}
     if video != "golden_720p_P":  # HEVC re-encode of the same frames: no exported vectors
         from cvload.synthetic import encode_frames
 
@@ -99,7 +99,7 @@ def test_motion(benchmark, bench_videos, video, tmp_path_factory):
             lambda: [cv2.calcOpticalFlowFarneback(gray[i], gray[i + 1], None, 0.5, 3, 15, 3, 5,
                                                   1.2, 0) for i in range(flow_frames)],
             flow_frames, "frames")
-    interleaved(benchmark, "motion", video, methods, rounds=5)
+    interleaved(benchmark, "motion", video, methods, rounds=7)
 
 
 def _layout_frames(info, layout: str) -> np.ndarray:
