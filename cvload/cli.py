@@ -44,6 +44,64 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     return status
 
 
+def _video_files(inputs) -> list[str]:
+    """Files, directories (searched recursively for video suffixes) and .txt lists."""
+    from pathlib import Path
+
+    suffixes = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".264", ".h264", ".265", ".h265",
+                ".hevc", ".m4v", ".mpg", ".ts"}
+    found: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in suffixes)
+        elif path.suffix.lower() == ".txt":
+            found += [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        else:
+            found.append(str(path))
+    return found
+
+
+def _cmd_train_codec(args: argparse.Namespace) -> int:
+    from cvload.codec import CodecConfig, train
+
+    config = CodecConfig(
+        clip_frames=args.clip_frames, size=tuple(args.size), temporal_stride=args.temporal_stride,
+        spatial_stride=args.spatial_stride, groups=args.groups, quantizer=args.quantizer,
+        channels=args.channels, fsq_levels=tuple(args.fsq_levels),
+        vq_codebook_size=args.codebook_size)
+    videos = _video_files(args.videos)
+    result = train(videos, out=args.out, config=config, steps=args.steps,
+                   batch_size=args.batch_size, lr=args.lr, device=args.device,
+                   val_videos=_video_files(args.val) if args.val else None,
+                   val_every=args.val_every, checkpoint_every=args.checkpoint_every,
+                   resume=args.resume, seed=args.seed, max_seconds=args.max_minutes * 60
+                   if args.max_minutes else None)
+    last = result.val_psnr[-1][1] if result.val_psnr else float("nan")
+    print(f"saved {result.path} (codec {result.codec_id}) after {result.steps} steps in "
+          f"{result.seconds:.0f}s; validation PSNR {last:.2f} dB")
+    return 0
+
+
+def _cmd_eval_codec(args: argparse.Namespace) -> int:
+    from cvload.codec import VideoCodec
+    from cvload.codec._eval import evaluate, format_report
+
+    codec = VideoCodec.load(args.codec)
+    report = evaluate(codec, _video_files(args.videos), clips=args.clips, device=args.device,
+                      seed=args.seed, baselines=not args.no_baselines)
+    print(format_report(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return 0
+
+
+def _size(text: str) -> list[int]:
+    parts = [int(p) for p in text.lower().split("x")]
+    return parts * 2 if len(parts) == 1 else parts
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cvload", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +120,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode", action="store_true", help="decode every frame (verifies the file)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=_cmd_probe)
+
+    p = sub.add_parser("train-codec", help="train a neural video codec on your videos")
+    p.add_argument("videos", nargs="+", help="video files, folders or .txt lists")
+    p.add_argument("--out", required=True, help="where to save the codec (e.g. codec.pt)")
+    p.add_argument("--clip-frames", type=int, default=16)
+    p.add_argument("--size", type=_size, default=[128, 128], help="H[xW], e.g. 128 or 128x160")
+    p.add_argument("--temporal-stride", type=int, default=2, choices=(1, 2, 4))
+    p.add_argument("--spatial-stride", type=int, default=8, choices=(4, 8))
+    p.add_argument("--groups", type=int, default=3)
+    p.add_argument("--quantizer", default="fsq", choices=("fsq", "vq"))
+    p.add_argument("--fsq-levels", type=int, nargs="+", default=[8, 6, 5])
+    p.add_argument("--codebook-size", type=int, default=256, help="VQ entries per codebook")
+    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--val", nargs="*", help="validation videos (default: the training videos)")
+    p.add_argument("--val-every", type=int, default=100)
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after this long")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_train_codec)
+
+    p = sub.add_parser("eval-codec", help="PSNR/SSIM/compression vs JPEG and H.264 at same bytes")
+    p.add_argument("codec")
+    p.add_argument("videos", nargs="+")
+    p.add_argument("--clips", type=int, default=8)
+    p.add_argument("--json", default=None, help="also write the report as JSON")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-baselines", action="store_true")
+    p.set_defaults(func=_cmd_eval_codec)
     return parser
 
 

@@ -1,0 +1,10 @@
+"""The neural codec: quantisers, encoder/decoder, config, compression ratio, training,
+metrics and evaluation against JPEG and H.264 at the same bytes."""
+
+from cvload.codec._config import CodecConfig
+from cvload.codec._metrics import mae, perplexity, psnr, ssim
+from cvload.codec._model import CompressionRatio, VideoCodec
+from cvload.codec._train import TrainResult, train
+
+__all__ = ["CodecConfig", "CompressionRatio", "TrainResult", "VideoCodec", "mae", "perplexity",
+           "psnr", "ssim", "train"]

@@ -1,0 +1,201 @@
+"""The neural codec: grids, dtypes, determinism, files, ratios, metrics, training."""
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cvload.codec import CodecConfig, VideoCodec, perplexity, psnr, ssim
+from cvload.errors import CodecFileError, CodecMismatchError, InvalidArgumentError
+
+TINY = dict(clip_frames=8, size=(32, 32), channels=8, res_blocks=0)
+
+
+@pytest.mark.parametrize("ts", [1, 2, 4])
+@pytest.mark.parametrize("ss", [4, 8])
+@pytest.mark.parametrize("quantizer", ["fsq", "vq"])
+def test_exact_grids_and_dtypes(ts, ss, quantizer):
+    codec = VideoCodec(CodecConfig(**TINY, temporal_stride=ts, spatial_stride=ss,
+                                   quantizer=quantizer, groups=2))
+    video = torch.randint(0, 256, (2, 8, 32, 32, 3), dtype=torch.uint8)
+    codes = codec.encode(video)
+    assert codes.shape == (2, 8 // ts, 32 // ss, 32 // ss, 2) and codes.dtype == torch.uint8
+    assert codec.embed(codes).shape == (2, codec.config.latent_channels, 8 // ts, 32 // ss, 32 // ss)
+    out = codec.decode(codes)
+    assert out.shape == (2, 8, 32, 32, 3) and out.dtype == torch.float32
+    assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+
+
+def test_uint16_codes_when_codebook_exceeds_a_byte():
+    codec = VideoCodec(CodecConfig(**TINY, fsq_levels=(8, 8, 8, 5), groups=1))
+    assert codec.config.codebook_size == 2560 and codec.config.code_dtype == np.uint16
+    codes = codec.encode(torch.rand(1, 8, 32, 32, 3))
+    assert int(codes.max()) < 2560 and codes.dtype != torch.uint8
+
+
+def test_encode_is_deterministic_and_does_not_update_codebooks():
+    codec = VideoCodec(CodecConfig(**TINY, quantizer="vq"))
+    video = torch.rand(2, 8, 32, 32, 3)
+    codec.train()
+    codec(video)  # initialises the codebooks from data
+    before = codec.quantizer.embed.clone()
+    a, b = codec.encode(video), codec.encode(video)
+    assert torch.equal(a, b) and torch.equal(before, codec.quantizer.embed)
+    assert codec.training  # encode restores the mode it found
+
+
+def test_uint8_and_float_inputs_agree():
+    codec = VideoCodec(CodecConfig(**TINY))
+    video = torch.randint(0, 256, (1, 8, 32, 32, 3), dtype=torch.uint8)
+    assert torch.equal(codec.encode(video), codec.encode(video.float() / 255))
+
+
+def test_bad_shapes_and_codes_are_explained():
+    codec = VideoCodec(CodecConfig(**TINY))
+    with pytest.raises(CodecMismatchError, match="does not divide"):
+        codec.encode(torch.rand(1, 8, 30, 32, 3))
+    with pytest.raises(CodecMismatchError, match="expected"):
+        codec.decode(torch.zeros(1, 4, 4, 4, 5, dtype=torch.uint8))
+    with pytest.raises(CodecMismatchError, match="beyond"):
+        codec.decode(torch.full((1, 4, 4, 4, 3), 250, dtype=torch.uint8))
+    with pytest.raises(InvalidArgumentError, match="Supported values are 4 and 8"):
+        CodecConfig(spatial_stride=16)
+
+
+def test_save_load_round_trip_and_id(tmp_path):
+    codec = VideoCodec(CodecConfig(**TINY, quantizer="vq"))
+    codec.train()
+    codec(torch.rand(2, 8, 32, 32, 3))
+    codec_id = codec.save(tmp_path / "c.pt")
+    back = VideoCodec.load(tmp_path / "c.pt")
+    assert back.codec_id == codec_id == codec.codec_id and len(codec_id) == 16
+    video = torch.rand(1, 8, 32, 32, 3)
+    assert torch.equal(back.encode(video), codec.encode(video))
+    assert torch.allclose(back.decode(codec.encode(video)), codec.decode(codec.encode(video)))
+    # another codec has another id
+    assert VideoCodec(CodecConfig(**TINY)).codec_id != codec_id
+
+
+def test_load_refuses_what_is_not_a_cvload_codec(tmp_path, capsys):
+    (tmp_path / "text.pt").write_text("hello")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(Evil()))
+    for name, match in [("text.pt", "not a loadable"), ("other.pt", "not a cvload codec"),
+                        ("evil.pt", "not a loadable"), ("missing.pt", "no such file")]:
+        with pytest.raises(CodecFileError, match=match):
+            VideoCodec.load(tmp_path / name)
+    assert "pwned" not in capsys.readouterr().out  # nothing was unpickled
+    codec = VideoCodec(CodecConfig(**TINY))
+    codec.save(tmp_path / "c.pt")
+    payload = torch.load(tmp_path / "c.pt", weights_only=True)
+    payload["state_dict"]["decoder.stem.bias"] += 1  # edited weights
+    torch.save(payload, tmp_path / "edited.pt")
+    with pytest.raises(CodecFileError, match="hash mismatch"):
+        VideoCodec.load(tmp_path / "edited.pt")
+
+
+@pytest.mark.parametrize("config, nominal", [
+    # 32x256x256 RGB = 50,331,648 bits in every case
+    # ts 4, ss 4 -> 8x64x64 grid, 5 groups of FSQ (8,5,5,5) = 1000 codes (9.966 bits):
+    # 50331648 / (32768 * 5 * log2(1000)) = 30.83
+    (dict(temporal_stride=4, spatial_stride=4, groups=5, fsq_levels=(8, 5, 5, 5)), 30.8239),
+    # ts 2, ss 8 -> 16x32x32 grid, 2 groups of FSQ (8, 8) = 64 codes (6 bits):
+    # 50331648 / (16384 * 2 * 6) = 256 exactly
+    (dict(temporal_stride=2, spatial_stride=8, groups=2, fsq_levels=(8, 8)), 256.0),
+    # ts 4, ss 8 -> 8x32x32 grid, 2 VQ codebooks of 256 (8 bits): 50331648 / (8192*2*8) = 384;
+    # one group of FSQ (7,5,5,5,5) = 4375 codes (12.095 bits): 50331648/(8192*12.095) = 507.97
+    (dict(temporal_stride=4, spatial_stride=8, groups=2, quantizer="vq"), 384.0),
+    (dict(temporal_stride=4, spatial_stride=8, groups=1, fsq_levels=(7, 5, 5, 5, 5)), 507.97),
+])
+def test_compression_ratio_arithmetic(config, nominal):
+    codec = VideoCodec(CodecConfig(clip_frames=32, size=(256, 256), channels=8, res_blocks=0,
+                                   **config))
+    ratio = codec.compression_ratio((32, 256, 256))
+    assert ratio.nominal == pytest.approx(nominal, rel=1e-4)
+    c = codec.config
+    t, h, w = c.latent_shape(32, 256, 256)
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((t, h, w, c.groups), c.code_dtype))
+    assert ratio.code_bytes == buffer.tell()  # what a shard actually stores
+    assert ratio.stored == pytest.approx(32 * 256 * 256 * 3 / buffer.tell())
+
+
+def test_psnr_known_values():
+    a = torch.zeros(4, 8, 8, 3)
+    assert psnr(a, a) == math.inf
+    assert psnr(a, a + 0.1) == pytest.approx(20.0)  # 10 log10(1 / 0.01)
+    assert psnr(torch.zeros(2, 2, 2, 3, dtype=torch.uint8),
+                torch.full((2, 2, 2, 3), 255, dtype=torch.uint8)) == pytest.approx(0.0)
+
+
+def test_ssim_known_cases():
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 32, 32, 3)).astype(np.float32)
+    assert ssim(x, x) == pytest.approx(1.0, abs=1e-5)
+    # constant images a and b: SSIM = (2ab + C1) / (a^2 + b^2 + C1), variances are 0
+    a, b, c1 = 0.2, 0.6, 0.01 ** 2
+    expected = (2 * a * b + c1) / (a * a + b * b + c1)
+    assert ssim(np.full((16, 16, 1), a), np.full((16, 16, 1), b)) == pytest.approx(expected, rel=1e-4)
+    # structure matters: a negated pattern scores far below a slightly noisy copy
+    noisy = np.clip(x + rng.normal(0, 0.05, x.shape), 0, 1)
+    assert ssim(x, noisy) > 0.7 > ssim(x, 1 - x)
+
+
+def test_perplexity():
+    assert perplexity(np.zeros((10, 1), np.uint8), 256) == pytest.approx(1.0)
+    uniform = np.arange(256, dtype=np.uint8).reshape(-1, 1)
+    assert perplexity(uniform, 256) == pytest.approx(256.0)
+
+
+@pytest.fixture(scope="module")
+def training_videos(tmp_path_factory):
+    from cvload.synthetic import write_video
+
+    root = tmp_path_factory.mktemp("codec-train")
+    return [write_video(root / f"t{i}.mp4", width=64, height=64, num_frames=24, gop=12,
+                        motion=[(1, 0), (0, 1), (-1, 1)][i], seed=i).path for i in range(3)]
+
+
+def test_training_reduces_loss_and_resumes(tmp_path, training_videos):
+    from cvload.codec import train
+
+    config = CodecConfig(**TINY)
+    out = tmp_path / "codec.pt"
+    first = train(training_videos, out=out, config=config, steps=30, batch_size=4,
+                  val_every=10, checkpoint_every=10, progress=False, lr=3e-3)
+    early = np.mean([l for _, l in first.losses[:5]])
+    late = np.mean([l for _, l in first.losses[-5:]])
+    assert late < 0.7 * early, (early, late)
+    assert first.val_psnr[-1][1] > first.val_psnr[0][1]
+    codec = VideoCodec.load(out)
+    assert codec.codec_id == first.codec_id
+    # resume continues from the checkpoint to the new step count
+    more = train(training_videos, out=out, config=config, steps=40, batch_size=4,
+                 val_every=10, checkpoint_every=10, progress=False, lr=3e-3, resume=True)
+    assert more.resumed_from == 30 and more.steps == 40 and len(more.losses) == 40
+
+
+def test_vq_codes_stay_in_use(training_videos, tmp_path):
+    """EMA codebooks with data-dependent init and dead-code restart do not collapse."""
+    from cvload.codec import train
+
+    config = CodecConfig(**TINY, quantizer="vq", groups=2, vq_codebook_size=64, vq_dim=4)
+    result = train(training_videos, out=tmp_path / "vq.pt", config=config, steps=25,
+                   batch_size=4, progress=False, lr=3e-3, val_every=25)
+    codec = VideoCodec.load(result.path)
+    from cvload.codec._train import clip_loader
+
+    _, loader = clip_loader(training_videos, config, batch_size=4, sampling="center",
+                            shuffle=False)
+    codes = torch.cat([codec.encode(b) for b in loader if b is not None]).numpy()
+    used = np.mean([len(np.unique(codes[..., g])) for g in range(2)])
+    assert used > 0.5 * 64, used  # most of the codebook is in use
+    assert perplexity(codes, 64) > 16
