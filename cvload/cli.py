@@ -20,7 +20,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from cvload._demo import run
 
-    run(args.root, videos_per_class=args.videos_per_class)
+    run(args.root, videos_per_class=args.videos_per_class, codec_steps=args.codec_steps)
     return 0
 
 
@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job end to end on synthetic videos")
     p.add_argument("--root", default=None, help="where to write the videos (default: cache)")
     p.add_argument("--videos-per-class", type=int, default=2)
+    p.add_argument("--codec-steps", type=int, default=150, help="training steps of the codec")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("probe", help="describe videos: codec, frames, GOPs, B-frames, MVs")

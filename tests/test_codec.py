@@ -103,17 +103,18 @@ def test_load_refuses_what_is_not_a_cvload_codec(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("config, nominal", [
-    # 32x256x256 RGB = 50,331,648 bits in every case
-    # ts 4, ss 4 -> 8x64x64 grid, 5 groups of FSQ (8,5,5,5) = 1000 codes (9.966 bits):
-    # 50331648 / (32768 * 5 * log2(1000)) = 30.83
-    (dict(temporal_stride=4, spatial_stride=4, groups=5, fsq_levels=(8, 5, 5, 5)), 30.8239),
-    # ts 2, ss 8 -> 16x32x32 grid, 2 groups of FSQ (8, 8) = 64 codes (6 bits):
-    # 50331648 / (16384 * 2 * 6) = 256 exactly
+    # A 32x256x256 RGB clip is 32*256*256*3*8 = 50,331,648 bits in every case.
+    # CR 30: ts 2, ss 4 -> 16x64x64 = 65,536 positions; 4 groups of FSQ (12, 7) = 84 codes:
+    #   50331648 / (65536 * 4 * log2(84)) = 768 / (4 * 6.39232) = 30.036
+    (dict(temporal_stride=2, spatial_stride=4, groups=4, fsq_levels=(12, 7)), 30.0361),
+    # CR 256: ts 2, ss 8 -> 16x32x32 = 16,384 positions; 2 groups of FSQ (8, 8) = 64 codes:
+    #   50331648 / (16384 * 2 * 6) = 256 exactly
     (dict(temporal_stride=2, spatial_stride=8, groups=2, fsq_levels=(8, 8)), 256.0),
-    # ts 4, ss 8 -> 8x32x32 grid, 2 VQ codebooks of 256 (8 bits): 50331648 / (8192*2*8) = 384;
-    # one group of FSQ (7,5,5,5,5) = 4375 codes (12.095 bits): 50331648/(8192*12.095) = 507.97
+    # CR 475: ts 2, ss 8; 1 group of FSQ (11, 8) = 88 codes:
+    #   50331648 / (16384 * log2(88)) = 3072 / 6.45943 = 475.58
+    (dict(temporal_stride=2, spatial_stride=8, groups=1, fsq_levels=(11, 8)), 475.584),
+    # VQ: ts 4, ss 8 -> 8x32x32 = 8,192 positions; 2 codebooks of 256: 50331648/(8192*2*8) = 384
     (dict(temporal_stride=4, spatial_stride=8, groups=2, quantizer="vq"), 384.0),
-    (dict(temporal_stride=4, spatial_stride=8, groups=1, fsq_levels=(7, 5, 5, 5, 5)), 507.97),
 ])
 def test_compression_ratio_arithmetic(config, nominal):
     codec = VideoCodec(CodecConfig(clip_frames=32, size=(256, 256), channels=8, res_blocks=0,
@@ -199,3 +200,56 @@ def test_vq_codes_stay_in_use(training_videos, tmp_path):
     used = np.mean([len(np.unique(codes[..., g])) for g in range(2)])
     assert used > 0.5 * 64, used  # most of the codebook is in use
     assert perplexity(codes, 64) > 16
+
+
+def test_baselines_match_the_byte_budget():
+    from cvload.codec._eval import h264_at_bytes, jpeg_at_bytes
+    from cvload.synthetic import translating_frames
+
+    clip = translating_frames(8, 64, 64, motion=(1, 0), seed=3)
+    for budget in (4000, 12000):
+        jpeg = jpeg_at_bytes(clip, budget)
+        h264 = h264_at_bytes(clip, budget)
+        assert jpeg["bytes"] <= budget and h264["bytes"] <= budget
+        assert jpeg["recon"].shape == clip.shape == h264["recon"].shape
+    # a bigger budget buys better quality
+    assert jpeg_at_bytes(clip, 12000)["quality"] > jpeg_at_bytes(clip, 4000)["quality"]
+    assert h264_at_bytes(clip, 12000)["crf"] < h264_at_bytes(clip, 4000)["crf"]
+    # an impossible budget is reported, not hidden
+    assert jpeg_at_bytes(clip, 10)["bytes"] > 10
+
+
+def test_cli_train_and_eval(tmp_path, training_videos, capsys):
+    import json
+
+    from cvload.cli import main
+
+    out = tmp_path / "cli.pt"
+    assert main(["train-codec", *training_videos, "--out", str(out), "--clip-frames", "8",
+                 "--size", "32", "--channels", "8", "--steps", "6", "--batch-size", "2",
+                 "--val-every", "3", "--checkpoint-every", "3"]) == 0
+    assert "saved" in capsys.readouterr().out and out.exists()
+    assert main(["eval-codec", str(out), training_videos[0], "--clips", "2", "--json",
+                 str(tmp_path / "r.json")]) == 0
+    text = capsys.readouterr().out
+    assert "neural codes" in text and "JPEG per frame" in text and "H.264" in text
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["clips"] == 2 and report["nominal_compression"] == pytest.approx(129.5, rel=1e-3)
+    for key in ("neural", "jpeg", "h264"):
+        assert {"psnr", "ssim", "mae", "bytes"} <= set(report[key])
+    assert main(["eval-codec", str(tmp_path / "missing.pt"), training_videos[0]]) == 1
+
+
+def test_loss_decreases_on_real_video(tmp_path):
+    """A tiny codec learns on real footage (../shared/videos), not only on synthetic clips."""
+    from cvload.codec import train
+    from tests import shared_videos as sv
+
+    videos = [str(sv.get("libvpl/cars_320x240.h264").path),
+              str(sv.get("mv_extractor/vid_h264.264").path)]
+    result = train(videos, out=tmp_path / "real.pt", config=CodecConfig(**TINY), steps=40,
+                   batch_size=4, lr=3e-3, val_every=20, checkpoint_every=40, progress=False)
+    early = np.mean([l for _, l in result.losses[:5]])
+    late = np.mean([l for _, l in result.losses[-5:]])
+    assert late < 0.7 * early, (early, late)
+    assert result.val_psnr[-1][1] > result.val_psnr[0][1]

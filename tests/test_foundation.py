@@ -65,7 +65,7 @@ def test_doctor_reports_motion_vector_export_truthfully(capsys):
 def test_demo_end_to_end(tmp_path, capsys):
     from cvload._demo import run
 
-    result = run(tmp_path / "demo", videos_per_class=2)
+    result = run(tmp_path / "demo", videos_per_class=2, codec_steps=4)
     out = capsys.readouterr().out
     assert len(result["videos"]) == 10
     assert {v.label for v in result["videos"]} == set(range(5))
@@ -74,7 +74,8 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert (tmp_path / "demo" / "labels.csv").read_text().startswith("path,label\n")
     # second run reuses the files
     mtime = os.path.getmtime(result["videos"][0].path)
-    run(tmp_path / "demo", videos_per_class=2)
+    assert {"neural", "jpeg", "h264"} <= set(result["codec"]) and "H.264" in out
+    run(tmp_path / "demo", videos_per_class=2, codec_steps=4)
     assert os.path.getmtime(result["videos"][0].path) == mtime
 
 

@@ -29,6 +29,22 @@ def _norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(groups, channels)
 
 
+class ChannelNorm(nn.Module):
+    """LayerNorm over channels at every (t, y, x) position.
+
+    Bounds the scale of features without removing a clip-wide mean: a GroupNorm here
+    erased each clip's brightness, and no normalisation at all let the encoder's outputs
+    grow until FSQ's tanh saturated and the codes froze (both seen in training).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x):
+        return self.norm(x.movedim(1, -1)).movedim(-1, 1)
+
+
 class ResBlock3d(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -62,7 +78,8 @@ class Encoder(nn.Module):
             # kernel 3, padding 1, stride 2: exactly halves an even size ("same" grid)
             layers.append(nn.Conv3d(widths[i], widths[i + 1], 3, stride=stride, padding=1))
             layers += [ResBlock3d(widths[i + 1]) for _ in range(config.res_blocks)]
-        layers += [_norm(widths[-1]), nn.SiLU(), nn.Conv3d(widths[-1], config.latent_channels, 1)]
+        layers += [ChannelNorm(widths[-1]), nn.SiLU(),
+                   nn.Conv3d(widths[-1], config.latent_channels, 1)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):
@@ -83,7 +100,8 @@ class Decoder(nn.Module):
                 "conv": nn.Conv3d(widths[i + 1], widths[i], 3, padding=1),
             }))
         self.strides = list(reversed(strides))
-        self.out = nn.Sequential(_norm(widths[0]), nn.SiLU(), nn.Conv3d(widths[0], 3, 3, padding=1))
+        self.out = nn.Sequential(ChannelNorm(widths[0]), nn.SiLU(),
+                                 nn.Conv3d(widths[0], 3, 3, padding=1))
 
     def forward(self, z):
         x = self.stem(z)

@@ -273,7 +273,7 @@ def train(
                     val_history.append((step, last_val))
                 if step % checkpoint_every == 0 or step == steps:
                     _save_checkpoint(ckpt, codec, optimizer, step, losses, val_history, seed)
-                bar.set_postfix(loss=f"{float(loss):.4f}", val_psnr=f"{last_val:.2f}dB")
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", val_psnr=f"{last_val:.2f}dB")
                 bar.update(1)
                 out_of_time = max_seconds is not None and \
                     time.perf_counter() - started > max_seconds

@@ -616,13 +616,16 @@ def _resize(size, rgb, mv, residual, iframe, height, width):
 
     out_h, out_w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
-    def images(arr, dtype, lo, hi):
+    def images(arr, dtype, lo, hi, chunk=16):
         if arr is None:
             return None
-        x = torch.from_numpy(arr).permute(0, 3, 1, 2).float()
-        x = F.interpolate(x, size=(out_h, out_w), mode="bilinear", antialias=True,
-                          align_corners=False)
-        return x.round().clamp(lo, hi).permute(0, 2, 3, 1).numpy().astype(dtype)
+        out = np.empty((arr.shape[0], out_h, out_w, arr.shape[3]), dtype)
+        for s in range(0, arr.shape[0], chunk):  # bounded memory for long clips
+            x = torch.from_numpy(arr[s:s + chunk]).permute(0, 3, 1, 2).float()
+            x = F.interpolate(x, size=(out_h, out_w), mode="bilinear", antialias=True,
+                              align_corners=False)
+            out[s:s + chunk] = x.round().clamp(lo, hi).permute(0, 2, 3, 1).numpy()
+        return out
 
     rgb = images(rgb, np.uint8, 0, 255)
     iframe = images(iframe, np.uint8, 0, 255)
