@@ -5,6 +5,7 @@ neural codes in WebDataset shards, and a drop-in ``DataLoader`` that puts them o
 """
 
 from cvload import errors
+from cvload.codec import VideoCodec
 from cvload.errors import CvloadError
 from cvload.video import (
     CompressedClip,
@@ -23,6 +24,7 @@ __all__ = [
     "CompressedClip",
     "CvloadError",
     "FrameMotion",
+    "VideoCodec",
     "VideoDataset",
     "VideoInfo",
     "__version__",

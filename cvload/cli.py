@@ -76,7 +76,8 @@ def _cmd_train_codec(args: argparse.Namespace) -> int:
                    val_videos=_video_files(args.val) if args.val else None,
                    val_every=args.val_every, checkpoint_every=args.checkpoint_every,
                    resume=args.resume, seed=args.seed, max_seconds=args.max_minutes * 60
-                   if args.max_minutes else None)
+                   if args.max_minutes else None, frame_range=args.frames,
+                   val_frame_range=args.val_frames)
     last = result.val_psnr[-1][1] if result.val_psnr else float("nan")
     print(f"saved {result.path} (codec {result.codec_id}) after {result.steps} steps in "
           f"{result.seconds:.0f}s; validation PSNR {last:.2f} dB")
@@ -89,12 +90,46 @@ def _cmd_eval_codec(args: argparse.Namespace) -> int:
 
     codec = VideoCodec.load(args.codec)
     report = evaluate(codec, _video_files(args.videos), clips=args.clips, device=args.device,
-                      seed=args.seed, baselines=not args.no_baselines)
+                      seed=args.seed, baselines=not args.no_baselines, frame_range=args.frames)
     print(format_report(report))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
     return 0
+
+
+def _cmd_pack(args: argparse.Namespace) -> int:
+    from cvload.shards import pack
+
+    shard_range = tuple(int(x) for x in args.shard_range.split(":")) if args.shard_range else None
+    result = pack(args.inputs, out=args.out, format=args.format, codec=args.codec,
+                  clip_frames=args.clip_frames, clip_stride=args.clip_stride,
+                  size=tuple(args.size) if args.size else None, labels=args.labels,
+                  shard_samples=args.shard_samples, workers=args.workers, engine=args.engine,
+                  on_error=args.on_error, device=args.device, shard_range=shard_range)
+    print(f"videos {result.videos}, clips {result.clips}, shards {result.shards} "
+          f"({result.skipped_shards} already done), {result.bytes} bytes, "
+          f"{result.compression:.1f}x smaller than the source files, failures {result.failures}"
+          f" in {result.seconds:.1f}s")
+    if result.failure_log:
+        print(f"failures listed in {result.failure_log}")
+    if result.index:
+        print(f"index: {result.index}")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from cvload.shards import inspect_shards
+
+    report = inspect_shards(args.target, verify=args.verify)
+    return 1 if args.verify and report["problems"] else 0
+
+
+def _fraction_range(text: str) -> tuple[float, float]:
+    lo, hi = (float(x) if x else d for x, d in zip(text.split(":"), (0.0, 1.0)))
+    if not 0.0 <= lo < hi <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= a < b <= 1, as in 0:0.8")
+    return lo, hi
 
 
 def _size(text: str) -> list[int]:
@@ -144,7 +179,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this long")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames", type=_fraction_range, default=(0.0, 1.0),
+                   help="train on this fraction of every video's frames, e.g. 0:0.8")
+    p.add_argument("--val-frames", type=_fraction_range, default=(0.0, 1.0),
+                   help="validate on this fraction, e.g. 0.8:1 (a temporal hold-out)")
     p.set_defaults(func=_cmd_train_codec)
+
+    p = sub.add_parser("pack", help="pack videos into WebDataset shards (codes, video, rgb)")
+    p.add_argument("inputs", nargs="+", help="video files, folders, .txt or .csv (path,label) lists")
+    p.add_argument("--out", required=True)
+    p.add_argument("--format", required=True, choices=("codes", "video", "rgb"))
+    p.add_argument("--codec", default=None, help="codec file for --format codes")
+    p.add_argument("--clip-frames", type=int, default=16)
+    p.add_argument("--clip-stride", type=int, default=None, help="default: --clip-frames")
+    p.add_argument("--size", type=_size, default=None, help="H[xW] for --format rgb")
+    p.add_argument("--labels", default=None, help="CSV of path,label")
+    p.add_argument("--shard-samples", type=int, default=256)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--engine", default="local", choices=("local",))
+    p.add_argument("--on-error", default="skip", choices=("skip", "fail"))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--shard-range", default=None, help="a:b, only shards a <= i < b")
+    p.set_defaults(func=_cmd_pack)
+
+    p = sub.add_parser("inspect", help="summarise shards; --verify checks sha256 and decodes all")
+    p.add_argument("target", help="a shard directory (with index.json) or one .tar")
+    p.add_argument("--verify", action="store_true")
+    p.set_defaults(func=_cmd_inspect)
 
     p = sub.add_parser("eval-codec", help="PSNR/SSIM/compression vs JPEG and H.264 at same bytes")
     p.add_argument("codec")
@@ -154,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-baselines", action="store_true")
+    p.add_argument("--frames", type=_fraction_range, default=(0.0, 1.0),
+                   help="evaluate on this fraction of every video's frames, e.g. 0.8:1")
     p.set_defaults(func=_cmd_eval_codec)
     return parser
 

@@ -91,14 +91,15 @@ def h264_at_bytes(clip: np.ndarray, target_bytes: int) -> dict:
 
 def evaluate(codec: VideoCodec, videos: Sequence[str | os.PathLike[str]], *,
              clips: int = 8, batch_size: int = 4, device: str = "auto", seed: int = 0,
-             baselines: bool = True) -> dict:
+             baselines: bool = True, frame_range: tuple[float, float] = (0.0, 1.0)) -> dict:
     """Reconstruction quality, code usage, compression and speed on clips of ``videos``
     at the codec's clip shape, and JPEG / H.264 at the same bytes per clip."""
     dev = resolve_device(device)
     codec = codec.to(dev).eval()
     config = codec.config
     dataset, loader = clip_loader([os.fspath(v) for v in videos], config, batch_size=batch_size,
-                                  sampling="random", seed=seed, shuffle=False)
+                                  sampling="random", seed=seed, shuffle=False,
+                                  frame_range=frame_range)
     data = []
     epoch = 0
     while sum(len(b) for b in data) < clips and epoch < max(4, clips):

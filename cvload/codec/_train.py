@@ -52,7 +52,8 @@ class FramePool(torch.utils.data.Dataset):
     """
 
     def __init__(self, videos: Sequence[str], config: CodecConfig, *, clips_per_epoch: int,
-                 sampling: str = "random", seed: int = 0) -> None:
+                 sampling: str = "random", seed: int = 0,
+                 frame_range: tuple[float, float] = (0.0, 1.0)) -> None:
         from cvload.errors import CvloadError
         from cvload.video import probe, read_clip
 
@@ -66,8 +67,9 @@ class FramePool(torch.utils.data.Dataset):
             except CvloadError as err:
                 self.skipped.append((video, str(err).splitlines()[0]))
                 continue
-            if len(clip) >= config.clip_frames:
-                self.frames.append(clip.rgb)
+            lo, hi = (int(round(f * len(clip))) for f in frame_range)
+            if hi - lo >= config.clip_frames:  # a temporal split: train / held-out frames
+                self.frames.append(clip.rgb[lo:hi])
         if not self.frames:
             raise InvalidArgumentError(
                 f"none of the {len(videos)} videos has {config.clip_frames} decodable frames")
@@ -96,12 +98,15 @@ class FramePool(torch.utils.data.Dataset):
 
 def clip_loader(videos: Sequence[str], config: CodecConfig, *, batch_size: int,
                 sampling: str = "random", num_workers: int = 0, seed: int = 0,
-                shuffle: bool = True, pool: str = "auto", clips_per_epoch: int | None = None):
+                shuffle: bool = True, pool: str = "auto", clips_per_epoch: int | None = None,
+                frame_range: tuple[float, float] = (0.0, 1.0)):
     """A DataLoader of ``(B, T, H, W, 3)`` uint8 clips at the codec's shape.
 
     ``pool="memory"`` decodes every video once into a :class:`FramePool`; ``"stream"``
     reads clips through :class:`cvload.VideoDataset` (bad videos skipped); ``"auto"``
-    pools when the decoded frames fit in 2 GiB. Returns ``(dataset, loader)``.
+    pools when the decoded frames fit in 2 GiB. ``frame_range=(a, b)`` keeps the frames
+    from fraction ``a`` to ``b`` of every video (memory pool only), for temporal splits.
+    Returns ``(dataset, loader)``.
     """
     from cvload.errors import CvloadError
     from cvload.video import VideoDataset, probe
@@ -117,10 +122,13 @@ def clip_loader(videos: Sequence[str], config: CodecConfig, *, batch_size: int,
             except CvloadError:
                 continue
         pool = "memory" if total * config.size[0] * config.size[1] * 3 < 2 << 30 else "stream"
+    if tuple(frame_range) != (0.0, 1.0) and pool == "stream":
+        raise InvalidArgumentError("frame_range needs pool='memory' (the videos must fit)")
     generator = torch.Generator().manual_seed(seed)
     if pool == "memory":
         dataset = FramePool(videos, config, sampling=sampling, seed=seed,
-                            clips_per_epoch=clips_per_epoch or max(64, 8 * len(videos)))
+                            clips_per_epoch=clips_per_epoch or max(64, 8 * len(videos)),
+                            frame_range=tuple(frame_range))
         return dataset, torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, shuffle=False, collate_fn=dataset.collate,
             num_workers=0)
@@ -186,6 +194,8 @@ def train(
     seed: int = 0,
     progress: bool = True,
     max_seconds: float | None = None,
+    frame_range: tuple[float, float] = (0.0, 1.0),
+    val_frame_range: tuple[float, float] = (0.0, 1.0),
 ) -> TrainResult:
     """Train a codec on random clips of ``videos``; save it to ``out``.
 
@@ -193,7 +203,9 @@ def train(
     ``out + ".ckpt"``; with ``resume=True`` training continues from there to ``steps``.
     Validation PSNR is measured on fixed (centre) clips of ``val_videos`` (default: the
     training videos). bf16 autocast on CUDA; float32 on CPU. ``max_seconds`` stops early
-    (after a checkpoint) once that much time has passed.
+    (after a checkpoint) once that much time has passed. ``frame_range`` /
+    ``val_frame_range`` train and validate on fractions of every video's frames (e.g.
+    ``(0, 0.8)`` and ``(0.8, 1)``: a temporal hold-out).
     """
     from tqdm.auto import tqdm
 
@@ -224,10 +236,11 @@ def train(
         optimizer = torch.optim.AdamW(codec.parameters(), lr=lr, weight_decay=0.0)
 
     dataset, loader = clip_loader(videos, config, batch_size=batch_size,
-                                  num_workers=num_workers, seed=seed)
+                                  num_workers=num_workers, seed=seed, frame_range=frame_range)
     _, val_loader = clip_loader([os.fspath(v) for v in (val_videos or videos)], config,
                                 batch_size=batch_size, sampling="center", shuffle=False,
-                                clips_per_epoch=max(batch_size, 4))
+                                clips_per_epoch=max(batch_size, 4),
+                                frame_range=val_frame_range)
     val_clips = [b for b in val_loader if b is not None]
     val_clips = torch.cat(val_clips)[: max(batch_size, 4)] if val_clips else None
     if val_clips is None:

@@ -1,0 +1,432 @@
+"""``cvload.pack``: videos -> WebDataset tar shards (formats ``codes``, ``video``, ``rgb``).
+
+The work is planned first (probe every video, cut clips, assign clips to shards in a fixed
+order), then each shard is an independent unit: written to a temporary name, renamed when
+complete, and described by a sidecar ``NAME.tar.json``. A rerun skips shards whose tar and
+sidecar exist, so an interrupted run (even by SIGKILL) finishes with the same bytes as an
+uninterrupted one. ``index.json`` is written last, from the sidecars.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, Sequence
+
+import av
+import numpy as np
+
+from cvload.errors import CvloadError, InvalidArgumentError, ShardError
+from cvload.shards._index import ShardIndex, write_index
+from cvload.shards._writer import ShardInfo, ShardWriter
+
+__all__ = ["pack", "PackResult", "gather_inputs", "VIDEO_SUFFIXES"]
+
+Format = Literal["codes", "video", "rgb"]
+FORMATS = ("codes", "video", "rgb")
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".264", ".h264", ".265", ".h265",
+                  ".hevc", ".m4v", ".mpg", ".ts"}
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One planned sample: frames ``[start, start + frames)`` of video ``video``."""
+
+    video: int
+    start: int
+    frames: int
+
+
+@dataclass
+class PackResult:
+    """Summary of a pack run."""
+
+    out: str
+    format: str
+    videos: int
+    clips: int
+    shards: int
+    bytes: int
+    source_bytes: int
+    failures: int
+    skipped_shards: int
+    seconds: float
+    index: str | None = None
+    failure_log: str | None = None
+
+    @property
+    def compression(self) -> float:
+        """Source file bytes over shard bytes."""
+        return self.source_bytes / self.bytes if self.bytes else float("nan")
+
+
+def gather_inputs(inputs: Sequence[str | os.PathLike[str]],
+                  labels: str | os.PathLike[str] | None = None) -> list[tuple[str, int | None]]:
+    """Files, directories (searched recursively), ``.txt`` lists (one path per line) and
+    ``.csv`` lists (``path,label``), as ``(path, label)`` in a fixed (sorted) order.
+    ``labels``: a CSV of ``path,label`` applied to whatever was gathered."""
+    found: dict[str, int | None] = {}
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            for p in sorted(path.rglob("*")):
+                if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES:
+                    found.setdefault(str(p), None)
+        elif path.suffix.lower() == ".txt":
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    found.setdefault(str(_resolve(line.strip(), path.parent)), None)
+        elif path.suffix.lower() == ".csv":
+            for p, label in _read_csv(path):
+                found[str(p)] = label
+        else:
+            found.setdefault(str(path), None)
+    if labels is not None:
+        table = {str(p): label for p, label in _read_csv(Path(labels))}
+        by_name = {Path(p).name: label for p, label in table.items()}
+        for p in found:
+            found[p] = table.get(p, by_name.get(Path(p).name, found[p]))
+    return sorted(found.items())
+
+
+def _resolve(text: str, base: Path) -> Path:
+    p = Path(text)
+    return p if p.is_absolute() else base / p
+
+
+def _read_csv(path: Path) -> list[tuple[Path, int | None]]:
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.reader(f):
+            if not row or row[0].strip().lower() == "path":
+                continue
+            label = int(row[1]) if len(row) > 1 and row[1].strip() else None
+            rows.append((_resolve(row[0].strip(), path.parent), label))
+    return rows
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- planning ----------------------------------------------------------------------------
+
+
+def _plan_video(path: str, fmt: str, clip_frames: int, clip_stride: int):
+    """Clips of one video: ``(info, [Clip...])``. Raises CvloadError for bad videos."""
+    from cvload.video import probe
+
+    info = probe(path)
+    if info.num_frames < clip_frames:
+        raise InvalidArgumentError(
+            f"{info.num_frames} frames, fewer than --clip-frames {clip_frames}", source=path)
+    clips = []
+    if fmt == "video":
+        # GOP-aligned: start at a keyframe, end at the first keyframe that completes the clip
+        keys = list(info.keyframes) + [info.num_frames]
+        next_start = 0
+        for k, key in enumerate(keys[:-1]):
+            if key < next_start:
+                continue
+            end = next((e for e in keys[k + 1:] if e - key >= clip_frames), None)
+            if end is None:
+                break
+            clips.append(Clip(-1, key, end - key))
+            next_start = key + clip_stride
+    else:
+        for start in range(0, info.num_frames - clip_frames + 1, clip_stride):
+            clips.append(Clip(-1, start, clip_frames))
+    return info, clips
+
+
+# -- samples -------------------------------------------------------------------------------
+
+
+def _remux(path: str, info, start: int, frames: int) -> tuple[bytes, str]:
+    """Packets of frames ``[start, start + frames)`` (a GOP-aligned span) copied into a new
+    container without re-encoding. MP4 when the source has timestamps, else the raw stream."""
+    from cvload.video._source import open_video
+
+    order = np.sort(np.asarray(info.packet_pts, np.int64)) if info.has_timestamps else None
+    lo = int(order[start]) if order is not None else None
+    hi = int(order[start + frames]) if order is not None and start + frames < len(order) else None
+    raw = {"h264": "h264", "hevc": "hevc"}.get(info.codec)
+    if order is None and raw is None:
+        raise InvalidArgumentError(f"cannot cut {info.codec} without timestamps", source=path)
+    buffer = io.BytesIO()
+    fmt, suffix = ("mp4", "mp4") if order is not None else (raw, {"h264": "264", "hevc": "h265"}[raw])
+    with open_video(path, info.stream_index) as (container, vstream), \
+            av.open(buffer, "w", format=fmt) as out:
+        ostream = out.add_stream_from_template(vstream)
+        if order is not None and start > 0:
+            container.seek(lo, stream=vstream, backward=True, any_frame=False)
+        count, shift = 0, None
+        for packet in container.demux(vstream):
+            if packet.size == 0:
+                continue
+            if order is not None:
+                if packet.pts is None or packet.pts < lo:
+                    continue
+                if hi is not None and packet.pts >= hi and packet.is_keyframe:
+                    break
+                if hi is not None and packet.pts >= hi:
+                    continue
+                if shift is None:
+                    shift = packet.dts if packet.dts is not None else packet.pts
+                packet.pts -= shift
+                if packet.dts is not None:
+                    packet.dts -= shift
+            else:
+                if count < start:
+                    count += 1
+                    continue
+                if count >= start + frames:
+                    break
+                count += 1
+            packet.stream = ostream
+            out.mux(packet)
+    return buffer.getvalue(), suffix
+
+
+def _make_sample(spec, clip: Clip, video: dict, codec, size) -> dict:
+    from cvload.video import read_clip
+
+    path, info = video["path"], video["info"]
+    fps = info.fps or 0.0
+    meta = {
+        "video_id": video["id"], "source": path, "source_sha256": video["sha256"],
+        "frame_start": clip.start, "frame_end": clip.start + clip.frames,
+        "frames": clip.frames, "fps": fps,
+        "seconds": [clip.start / fps, (clip.start + clip.frames) / fps] if fps else None,
+        "label": video["label"], "format": spec["format"],
+    }
+    sample: dict = {}
+    if spec["format"] == "video":
+        data, suffix = _remux(path, info, clip.start, clip.frames)
+        sample[suffix] = data
+        meta["shapes"] = {"video": [clip.frames, info.height, info.width, 3]}
+        meta["codec"] = info.codec
+    else:
+        target = codec.config.size if codec is not None else size
+        rgb = read_clip(path, start=clip.start, num_frames=clip.frames, streams=("rgb",),
+                        size=target, info=info).rgb
+        if spec["format"] == "rgb":
+            sample["rgb.npy"] = rgb
+            meta["shapes"] = {"rgb": list(rgb.shape)}
+        else:
+            import torch
+
+            codes = codec.encode(torch.from_numpy(rgb)[None])[0].cpu().numpy()
+            codes = codes.astype(codec.config.code_dtype)
+            sample["codes.npy"] = codes
+            ratio = codec.compression_ratio(rgb.shape)
+            meta.update(codec_id=codec.codec_id, shapes={"codes": list(codes.shape),
+                                                         "rgb": list(rgb.shape)},
+                        compression_nominal=ratio.nominal, compression_stored=ratio.stored)
+    sample["json"] = meta
+    if video["label"] is not None:
+        sample["cls"] = int(video["label"])
+    return sample
+
+
+# -- one shard -----------------------------------------------------------------------------
+
+_WORKER_CODEC = None
+
+
+def _load_codec(codec_path, device):
+    global _WORKER_CODEC
+    if codec_path is None:
+        return None
+    if _WORKER_CODEC is None or _WORKER_CODEC[0] != codec_path:
+        from cvload.codec import VideoCodec
+
+        _WORKER_CODEC = (codec_path, VideoCodec.load(codec_path, map_location=device).eval())
+    return _WORKER_CODEC[1]
+
+
+def write_shard(spec: dict, shard: dict) -> dict:
+    """Write one planned shard (a work unit any engine can run). Returns its sidecar dict:
+    the ShardInfo plus the failures met. Under on_error="fail" a failure raises and no
+    part of the shard is published."""
+    out_dir = spec["out"]
+    path = os.path.join(out_dir, shard["name"])
+    codec = _load_codec(spec.get("codec"), spec.get("device", "cpu"))
+    failures = []
+    writer = ShardWriter(path)
+    try:
+        for item in shard["clips"]:
+            video = spec["videos"][item["video"]]
+            clip = Clip(item["video"], item["start"], item["frames"])
+            key = f"{video['id']}_{clip.start:06d}"
+            try:
+                sample = _make_sample(spec, clip, video, codec, spec.get("size"))
+            except CvloadError as err:
+                if spec["on_error"] == "fail":
+                    raise
+                failures.append({"source": video["path"], "clip_start": clip.start,
+                                 "error": type(err).__name__, "reason": str(err)})
+                continue
+            writer.write(key, sample)
+        info = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    sidecar = {**info.to_dict(), "failures": failures}
+    tmp = path + ".json.partial"
+    with open(tmp, "w") as f:
+        json.dump(sidecar, f, sort_keys=True)
+    os.replace(tmp, path + ".json")
+    return sidecar
+
+
+def _finished(out_dir: str, name: str) -> dict | None:
+    tar, side = os.path.join(out_dir, name), os.path.join(out_dir, name + ".json")
+    if not (os.path.exists(tar) and os.path.exists(side)):
+        return None
+    try:
+        with open(side) as f:
+            sidecar = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+    return sidecar if sidecar.get("bytes") == os.path.getsize(tar) else None
+
+
+# -- the whole run -------------------------------------------------------------------------
+
+
+def pack(
+    inputs: Sequence[str | os.PathLike[str]],
+    *,
+    out: str | os.PathLike[str],
+    format: Format,
+    codec: str | os.PathLike[str] | None = None,
+    clip_frames: int = 16,
+    clip_stride: int | None = None,
+    size: tuple[int, int] | int | None = None,
+    labels: str | os.PathLike[str] | None = None,
+    shard_samples: int = 256,
+    workers: int = 1,
+    engine: Literal["local"] = "local",
+    on_error: Literal["skip", "fail"] = "skip",
+    device: str = "auto",
+    shard_range: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> PackResult:
+    """Pack videos into WebDataset shards ``out/shard-NNNNNN.tar`` plus ``index.json``.
+
+    See the module docstring for the guarantees (atomic shards, byte-identical reruns,
+    resumption). ``shard_range=(a, b)`` writes only shards ``a <= i < b`` (for scheduler
+    arrays; the index is written by the run that completes the last missing shard).
+    """
+    from tqdm.auto import tqdm
+
+    if format not in FORMATS:
+        raise InvalidArgumentError(
+            f"Invalid format {format!r}. Supported values are 'codes', 'video' and 'rgb'.")
+    if on_error not in ("skip", "fail"):
+        raise InvalidArgumentError(
+            f"Invalid on_error {on_error!r}. Supported values are 'skip' and 'fail'.")
+    if engine != "local":
+        raise InvalidArgumentError(f"Invalid engine {engine!r}. Supported values are 'local'.")
+    if format == "codes" and codec is None:
+        raise InvalidArgumentError("format 'codes' needs --codec (a file from `cvload train-codec`)")
+    if format == "rgb" and size is None:
+        raise InvalidArgumentError("format 'rgb' needs --size, e.g. --size 128")
+    if shard_samples < 1 or clip_frames < 1:
+        raise InvalidArgumentError("shard_samples and clip_frames must be >= 1")
+    started = time.perf_counter()
+    out = os.fspath(out)
+    os.makedirs(out, exist_ok=True)
+    clip_stride = clip_stride or clip_frames
+    codec_obj = None
+    if codec is not None:
+        from cvload.codec import VideoCodec
+        from cvload.codec._train import resolve_device
+
+        device = str(resolve_device(device)) if device == "auto" else device
+        codec_obj = VideoCodec.load(codec)
+        codec_obj.config.check_clip(clip_frames, *codec_obj.config.size, source=codec)
+    if isinstance(size, int):
+        size = (size, size)
+
+    # plan: probe every video, cut clips; failures are recorded, not fatal under "skip"
+    gathered = gather_inputs(inputs, labels)
+    if not gathered:
+        raise InvalidArgumentError("no input videos found", hint="pass files, folders or lists")
+    videos, clips, failures = [], [], []
+    for path, label in tqdm(gathered, desc="probe", unit="video", disable=not progress):
+        try:
+            info, planned = _plan_video(path, format, clip_frames, clip_stride)
+        except CvloadError as err:
+            if on_error == "fail":
+                raise
+            failures.append({"source": path, "error": type(err).__name__, "reason": str(err)})
+            continue
+        index = len(videos)
+        stem = "".join(c if c.isalnum() else "_" for c in Path(path).stem)[:40]
+        videos.append({"id": f"{index:06d}_{stem}", "path": path, "label": label, "info": info,
+                       "sha256": _sha256(path)})
+        clips += [Clip(index, c.start, c.frames) for c in planned]
+    shards = [{"name": f"shard-{i:06d}.tar",
+               "clips": [asdict(c) for c in clips[s:s + shard_samples]]}
+              for i, s in enumerate(range(0, len(clips), shard_samples))]
+    spec = {"out": out, "format": format, "codec": os.fspath(codec) if codec else None,
+            "size": size, "on_error": on_error, "device": device, "videos": videos}
+    chosen = range(len(shards)) if shard_range is None else range(*shard_range)
+    todo = [i for i in chosen if 0 <= i < len(shards) and _finished(out, shards[i]["name"]) is None]
+    skipped_shards = sum(1 for i in chosen if 0 <= i < len(shards)) - len(todo)
+    bar = tqdm(total=len(todo), desc=f"pack {format}", unit="shard", disable=not progress)
+    try:
+        if workers > 1 and len(todo) > 1:
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("spawn")  # no decoder or CUDA state forked
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                for _ in pool.map(write_shard, [spec] * len(todo), [shards[i] for i in todo]):
+                    bar.update(1)
+        else:
+            for i in todo:
+                write_shard(spec, shards[i])
+                bar.update(1)
+    finally:
+        bar.close()
+    # publish: the index only when every shard is there
+    sidecars = [_finished(out, s["name"]) for s in shards]
+    for sidecar in sidecars:
+        if sidecar:
+            failures += sidecar.get("failures", [])
+    failure_log = None
+    if failures:
+        failure_log = os.path.join(out, "failures.jsonl")
+        with open(failure_log + ".partial", "w") as f:
+            for failure in failures:
+                f.write(json.dumps(failure, sort_keys=True) + "\n")
+        os.replace(failure_log + ".partial", failure_log)
+    index_path = None
+    if all(sidecars):
+        entries = [{k: v for k, v in s.items() if k != "failures"} for s in sidecars]
+        extra = {"clip_frames": clip_frames, "clip_stride": clip_stride,
+                 "size": list(codec_obj.config.size) if codec_obj else (list(size) if size else None),
+                 "videos": len(videos)}
+        if codec_obj is not None:
+            extra["codec_config"] = codec_obj.config.to_dict()
+        index_path = write_index(out, ShardIndex(format, entries,
+                                                 codec_obj.codec_id if codec_obj else None,
+                                                 extra=extra))
+    total = sum(s["bytes"] for s in sidecars if s)
+    return PackResult(out, format, len(videos), sum(s["samples"] for s in sidecars if s),
+                      len(shards), total, sum(os.path.getsize(v["path"]) for v in videos),
+                      len(failures), skipped_shards, time.perf_counter() - started, index_path,
+                      failure_log)

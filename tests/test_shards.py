@@ -1,0 +1,221 @@
+"""Shards and `cvload pack`: formats, index, determinism, resumption, failures, safety."""
+
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from cvload.errors import CodecMismatchError, CorruptVideoError, ShardError, UnsafeShardError
+from cvload.shards import decode_member, inspect_shards, pack, read_index
+from tests import shared_videos as sv
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    from cvload.synthetic import write_video
+
+    root = tmp_path_factory.mktemp("pack-src")
+    made = [write_video(root / f"v{i}.mp4", width=64, height=48, num_frames=24, gop=8,
+                        bframes=2 * (i % 2), motion=(i + 1, 0), seed=i).path for i in range(3)]
+    (root / "labels.csv").write_text("path,label\n" + "".join(f"v{i}.mp4,{i}\n" for i in range(3)))
+    return root, made
+
+
+@pytest.fixture(scope="module")
+def tiny_codec(tmp_path_factory):
+    from cvload.codec import CodecConfig, VideoCodec
+
+    path = tmp_path_factory.mktemp("codec") / "codec.pt"
+    VideoCodec(CodecConfig(clip_frames=8, size=(32, 32), channels=8, res_blocks=0)).save(path)
+    return path
+
+
+def _digests(directory):
+    return {n: hashlib.sha256(open(os.path.join(directory, n), "rb").read()).hexdigest()
+            for n in sorted(os.listdir(directory)) if n.endswith(".tar")}
+
+
+def _webdataset_samples(directory):
+    import webdataset as wds
+
+    index = read_index(directory)
+    urls = [os.path.join(directory, s["name"]) for s in index.shards]
+    return list(wds.WebDataset(urls, shardshuffle=False, empty_check=False))
+
+
+@pytest.mark.parametrize("fmt", ["codes", "video", "rgb"])
+def test_formats_round_trip_through_plain_webdataset_and_tar(videos, tiny_codec, tmp_path, fmt):
+    root, _ = videos
+    kwargs = {"codes": dict(codec=tiny_codec), "rgb": dict(size=32), "video": {}}[fmt]
+    result = pack([root / "labels.csv"], out=tmp_path / fmt, format=fmt, clip_frames=8,
+                  shard_samples=4, progress=False, **kwargs)
+    index = read_index(tmp_path / fmt)
+    assert index.format == fmt and index.num_samples == result.clips
+    assert result.clips == (9 if fmt != "video" else 9)  # 3 videos x 24 frames / 8
+    samples = _webdataset_samples(tmp_path / fmt)
+    assert len(samples) == result.clips
+    for sample in samples:
+        meta = json.loads(sample["json"])
+        assert int(sample["cls"]) == meta["label"]
+        assert meta["frame_end"] - meta["frame_start"] == meta["frames"]
+        if fmt == "codes":
+            codes = np.load(io.BytesIO(sample["codes.npy"]), allow_pickle=False)
+            assert codes.shape == (4, 4, 4, 3) and codes.dtype == np.uint8
+            assert meta["codec_id"] == index.codec_id
+        elif fmt == "rgb":
+            rgb = np.load(io.BytesIO(sample["rgb.npy"]), allow_pickle=False)
+            assert rgb.shape == (8, 32, 32, 3) and rgb.dtype == np.uint8
+        else:
+            import cvload
+
+            info = cvload.probe(sample["mp4"])
+            assert info.num_frames == meta["frames"] and info.keyframes[0] == 0
+            clip = cvload.read_clip(sample["mp4"], start=1, num_frames=3, streams=("mv",))
+            assert clip.mv.shape[0] == 3  # motion decodes on the fly from shard bytes
+    listing = subprocess.run(["tar", "tf", os.path.join(tmp_path / fmt, "shard-000000.tar")],
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert listing[0].endswith(".cls") or listing[0].endswith(".codes.npy") or "." in listing[0]
+    assert len(listing) == len(set(listing))
+
+
+def test_index_records_offsets_sha256_and_counts(videos, tmp_path):
+    root, _ = videos
+    pack([root], out=tmp_path / "p", format="rgb", size=16, clip_frames=8, shard_samples=4,
+         progress=False)
+    index = read_index(tmp_path / "p")
+    assert [s["samples"] for s in index.shards] == [4, 4, 1]
+    for shard in index.shards:
+        path = tmp_path / "p" / shard["name"]
+        data = path.read_bytes()
+        assert hashlib.sha256(data).hexdigest() == shard["sha256"] and len(data) == shard["bytes"]
+        with tarfile.open(path) as tar:
+            for member in tar.getmembers():
+                key, suffix = member.name.split(".", 1)
+                offset, size = shard["members"][key][suffix]
+                assert data[offset:offset + size] == tar.extractfile(member).read()
+
+
+def test_reruns_are_byte_identical_and_skip_finished_shards(videos, tmp_path):
+    root, _ = videos
+    a = pack([root], out=tmp_path / "a", format="rgb", size=16, clip_frames=8, shard_samples=4,
+             progress=False)
+    b = pack([root], out=tmp_path / "b", format="rgb", size=16, clip_frames=8, shard_samples=4,
+             progress=False, workers=2)
+    assert _digests(tmp_path / "a") == _digests(tmp_path / "b")
+    again = pack([root], out=tmp_path / "a", format="rgb", size=16, clip_frames=8,
+                 shard_samples=4, progress=False)
+    assert again.skipped_shards == a.shards == 3
+    assert (tmp_path / "a" / "index.json").read_text() == (tmp_path / "b" / "index.json").read_text()
+
+
+def test_shard_range_splits_the_work(videos, tmp_path):
+    root, _ = videos
+    first = pack([root], out=tmp_path / "r", format="rgb", size=16, clip_frames=8,
+                 shard_samples=4, shard_range=(0, 2), progress=False)
+    assert first.index is None  # shard 2 missing: nothing published yet
+    assert sorted(_digests(tmp_path / "r")) == ["shard-000000.tar", "shard-000001.tar"]
+    second = pack([root], out=tmp_path / "r", format="rgb", size=16, clip_frames=8,
+                  shard_samples=4, shard_range=(2, 3), progress=False)
+    assert second.index is not None and read_index(tmp_path / "r").num_samples == 9
+
+
+def test_sigkill_then_rerun_finishes_identically(videos, tmp_path):
+    root, _ = videos
+    reference = tmp_path / "ref"
+    pack([root], out=reference, format="rgb", size=32, clip_frames=8, shard_samples=1,
+         progress=False)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "cvload", "pack", str(root), "--out", str(out), "--format", "rgb",
+           "--size", "32", "--clip-frames", "8", "--shard-samples", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "shard-000002.tar").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "index.json").exists()  # killed before publishing
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert _digests(out) == _digests(reference)
+    assert not [n for n in os.listdir(out) if n.endswith(".partial")]
+
+
+def test_failures_are_listed_under_skip_and_fatal_under_fail(videos, tmp_path):
+    root, good = videos
+    broken = [str(sv.get("decord/corrupted.mp4").path),
+              str(sv.get("libwebm/fixed_lacing_bad_lace_size.mkv").path)]
+    (tmp_path / "notes.mp4").write_text("not a video")
+    inputs = [good[0], *broken, str(tmp_path / "notes.mp4")]
+    result = pack(inputs, out=tmp_path / "s", format="rgb", size=16, clip_frames=8,
+                  shard_samples=64, progress=False)
+    lines = [json.loads(l) for l in open(result.failure_log)]
+    reasons = {os.path.basename(l["source"]): l["error"] for l in lines}
+    assert reasons["fixed_lacing_bad_lace_size.mkv"] == "EmptyVideoError"
+    assert reasons["notes.mp4"] == "CorruptVideoError"
+    assert reasons["corrupted.mp4"] == "CorruptVideoError"  # clips past frame 28 fail
+    assert result.failures == len(lines) >= 3 and result.clips >= 3 + 3
+    assert read_index(tmp_path / "s").num_samples == result.clips
+
+    with pytest.raises(CorruptVideoError):
+        pack(inputs, out=tmp_path / "f", format="rgb", size=16, clip_frames=8,
+             on_error="fail", progress=False)
+    assert not (tmp_path / "f" / "index.json").exists()
+    assert not [n for n in os.listdir(tmp_path / "f") if n.endswith(".partial")]
+
+
+def test_codec_shape_mismatch_is_caught_before_writing(videos, tiny_codec, tmp_path):
+    root, _ = videos
+    with pytest.raises(CodecMismatchError, match="does not divide"):
+        pack([root], out=tmp_path / "m", format="codes", codec=tiny_codec, clip_frames=7,
+             progress=False)
+    assert not (tmp_path / "m").exists() or not os.listdir(tmp_path / "m")
+
+
+def test_hostile_members_are_refused_and_nothing_runs(tmp_path, capsys):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    with pytest.raises(UnsafeShardError):
+        decode_member("x.pickle", pickle.dumps(Evil()))
+    with pytest.raises(UnsafeShardError):
+        decode_member("x.pyd", pickle.dumps(Evil()))
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([Evil()], dtype=object), allow_pickle=True)
+    with pytest.raises(ShardError, match="cannot be decoded"):
+        decode_member("x.rgb.npy", buffer.getvalue())
+    assert "pwned" not in capsys.readouterr().out
+    # inspect --verify reports such a shard instead of running it
+    path = tmp_path / "evil.tar"
+    with tarfile.open(path, "w") as tar:
+        data = pickle.dumps(Evil())
+        info = tarfile.TarInfo("a.pickle")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    report = inspect_shards(path, verify=True, print_fn=lambda *a: None)
+    assert report["problems"] and "pwned" not in capsys.readouterr().out
+
+
+def test_cli_pack_and_inspect(videos, tmp_path, capsys):
+    from cvload.cli import main
+
+    root, _ = videos
+    assert main(["pack", str(root / "labels.csv"), "--out", str(tmp_path / "c"), "--format",
+                 "video", "--clip-frames", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "videos 3, clips 9" in out and "index:" in out
+    assert main(["inspect", str(tmp_path / "c"), "--verify"]) == 0
+    assert "verify: ok" in capsys.readouterr().out
+    shard = tmp_path / "c" / "shard-000000.tar"
+    shard.write_bytes(shard.read_bytes()[:-2000])  # damage it
+    assert main(["inspect", str(tmp_path / "c"), "--verify"]) == 1
