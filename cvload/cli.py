@@ -105,7 +105,8 @@ def _cmd_pack(args: argparse.Namespace) -> int:
     result = pack(args.inputs, out=args.out, format=args.format, codec=args.codec,
                   clip_frames=args.clip_frames, clip_stride=args.clip_stride,
                   size=tuple(args.size) if args.size else None, labels=args.labels,
-                  shard_samples=args.shard_samples, workers=args.workers, engine=args.engine,
+                  shard_samples=args.shard_samples, shard_bytes=args.shard_bytes,
+                  workers=args.workers, engine=args.engine,
                   on_error=args.on_error, device=args.device, shard_range=shard_range)
     print(f"videos {result.videos}, clips {result.clips}, shards {result.shards} "
           f"({result.skipped_shards} already done), {result.bytes} bytes, "
@@ -194,7 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-stride", type=int, default=None, help="default: --clip-frames")
     p.add_argument("--size", type=_size, default=None, help="H[xW] for --format rgb")
     p.add_argument("--labels", default=None, help="CSV of path,label")
-    p.add_argument("--shard-samples", type=int, default=256)
+    p.add_argument("--shard-samples", type=int, default=256, help="samples per shard at most")
+    p.add_argument("--shard-bytes", type=int, default=None,
+                   help="aim for shards of about this many bytes (planned from clip sizes)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--engine", default="local", choices=("local",))
     p.add_argument("--on-error", default="skip", choices=("skip", "fail"))

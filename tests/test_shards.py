@@ -117,6 +117,17 @@ def test_reruns_are_byte_identical_and_skip_finished_shards(videos, tmp_path):
     assert (tmp_path / "a" / "index.json").read_text() == (tmp_path / "b" / "index.json").read_text()
 
 
+def test_shard_bytes_plans_shard_sizes(videos, tmp_path):
+    root, _ = videos
+    one = 8 * 16 * 16 * 3 + 128  # an rgb clip's .npy
+    pack([root], out=tmp_path / "b", format="rgb", size=16, clip_frames=8,
+         shard_bytes=3 * (one + 2560), progress=False)
+    index = read_index(tmp_path / "b")
+    assert [s["samples"] for s in index.shards] == [3, 3, 3]
+    # tar pads an archive to whole 10240-byte records
+    assert all(s["bytes"] <= 3 * (one + 2560) + tarfile.RECORDSIZE for s in index.shards)
+
+
 def test_shard_range_splits_the_work(videos, tmp_path):
     root, _ = videos
     first = pack([root], out=tmp_path / "r", format="rgb", size=16, clip_frames=8,

@@ -303,6 +303,19 @@ def _finished(out_dir: str, name: str) -> dict | None:
     return sidecar if sidecar.get("bytes") == os.path.getsize(tar) else None
 
 
+def _estimate_clip_bytes(fmt, videos, clips, clip_frames, codec, size) -> int:
+    """Bytes one sample takes, estimated before any work: exact for codes and rgb arrays
+    (plus tar headers and metadata), the source's bytes per frame for video segments."""
+    overhead = 3 * 512 + 1024  # tar headers and padding, json, cls
+    if fmt == "codes":
+        return codec.compression_ratio((clip_frames, *codec.config.size)).code_bytes + overhead
+    if fmt == "rgb":
+        return clip_frames * size[0] * size[1] * 3 + 128 + overhead
+    frames = sum(c.frames for c in clips) or 1
+    per_frame = sum(os.path.getsize(v["path"]) / max(1, v["info"].num_frames) for v in videos)
+    return int(per_frame / max(1, len(videos)) * frames / max(1, len(clips))) + overhead
+
+
 # -- the whole run -------------------------------------------------------------------------
 
 
@@ -317,6 +330,7 @@ def pack(
     size: tuple[int, int] | int | None = None,
     labels: str | os.PathLike[str] | None = None,
     shard_samples: int = 256,
+    shard_bytes: int | None = None,
     workers: int = 1,
     engine: Literal["local"] = "local",
     on_error: Literal["skip", "fail"] = "skip",
@@ -379,9 +393,15 @@ def pack(
         videos.append({"id": f"{index:06d}_{stem}", "path": path, "label": label, "info": info,
                        "sha256": _sha256(path)})
         clips += [Clip(index, c.start, c.frames) for c in planned]
+    per_shard = shard_samples
+    if shard_bytes is not None:
+        # Planned, not measured: shard contents must not depend on timing or on what an
+        # earlier, interrupted run wrote, so clip sizes are estimated up front.
+        estimate = _estimate_clip_bytes(format, videos, clips, clip_frames, codec_obj, size)
+        per_shard = max(1, min(shard_samples, int(shard_bytes // max(1, estimate))))
     shards = [{"name": f"shard-{i:06d}.tar",
-               "clips": [asdict(c) for c in clips[s:s + shard_samples]]}
-              for i, s in enumerate(range(0, len(clips), shard_samples))]
+               "clips": [asdict(c) for c in clips[s:s + per_shard]]}
+              for i, s in enumerate(range(0, len(clips), per_shard))]
     spec = {"out": out, "format": format, "codec": os.fspath(codec) if codec else None,
             "size": size, "on_error": on_error, "device": device, "videos": videos}
     chosen = range(len(shards)) if shard_range is None else range(*shard_range)
