@@ -21,7 +21,7 @@ $(TORCH_STAMP): | $(VPY)
 	rm -f $(VENV)/.torch-* && touch $@
 
 $(VENV)/.deps-test: pyproject.toml $(TORCH_STAMP)
-	$(VPY) -m pip install --quiet -e '.[test,bench,plot]'
+	$(VPY) -m pip install --quiet -e '.[test,bench,plot,ray]'
 	touch $@
 
 demo: $(VENV)/.deps-test

@@ -23,12 +23,12 @@ def run(root: str | os.PathLike[str] | None = None, *, videos_per_class: int = 2
     from cvload.synthetic import make_dataset
 
     root = Path(root) if root is not None else cache_dir("demo", "videos")
-    print_fn(f"[1/4] synthetic labelled videos in {root}")
+    print_fn(f"[1/5] synthetic labelled videos in {root}")
     start = time.perf_counter()
     videos = make_dataset(root, videos_per_class=videos_per_class)
     print_fn(f"      {len(videos)} videos ready in {time.perf_counter() - start:.2f}s")
 
-    print_fn("[2/4] probe")
+    print_fn("[2/5] probe")
     rows, infos = [], []
     for v in videos:
         info = probe(v.path)
@@ -45,8 +45,29 @@ def run(root: str | os.PathLike[str] | None = None, *, videos_per_class: int = 2
          "motion px/frame"], rows))
     layouts = decode_layouts(videos, print_fn=print_fn)
     codec = codec_step(videos, cache_dir("demo"), steps=codec_steps, print_fn=print_fn)
+    shards = pack_step(root, cache_dir("demo"), codec["path"], print_fn=print_fn)
     return {"root": str(root), "videos": videos, "infos": infos, "layouts": layouts,
-            "codec": codec}
+            "codec": codec, "shards": shards}
+
+
+def pack_step(root, workdir, codec_path, *, print_fn=print) -> dict:
+    """Step 5: the same clips as codes, video and rgb shards; bytes per clip."""
+    from cvload.shards import inspect_shards, pack
+
+    print_fn("[5/5] pack the labelled videos into WebDataset shards (cvload pack)")
+    rows, results = [], {}
+    for fmt, options in (("codes", {"codec": codec_path}), ("video", {}), ("rgb", {"size": 64})):
+        out = os.path.join(workdir, f"shards-{fmt}")
+        result = pack([os.path.join(root, "labels.csv")], out=out, format=fmt, clip_frames=8,
+                      clip_stride=8 if fmt != "video" else 12, shard_samples=32, progress=False,
+                      **options)
+        results[fmt] = result
+        check = inspect_shards(out, verify=True, print_fn=lambda *a: None)
+        rows.append((fmt, result.clips, result.shards, result.bytes, result.bytes // max(1, result.clips),
+                     f"{result.seconds:.1f}", "ok" if not check["problems"] else "PROBLEMS"))
+    print_fn(format_table(["format", "clips", "shards", "bytes", "bytes/clip", "seconds",
+                           "verify"], rows))
+    return results
 
 
 def codec_step(videos, workdir, *, steps: int = 150, print_fn=print) -> dict:
@@ -55,7 +76,7 @@ def codec_step(videos, workdir, *, steps: int = 150, print_fn=print) -> dict:
     from cvload.codec._eval import evaluate, format_report
     from cvload.codec._model import VideoCodec
 
-    print_fn(f"[4/4] neural codec: train {steps} steps on CPU/GPU, evaluate on held-out videos")
+    print_fn(f"[4/5] neural codec: train {steps} steps on CPU/GPU, evaluate on held-out videos")
     held_out = [v.path for v in videos if v.seed % 1000 == 1][:2]
     training = [v.path for v in videos if v.path not in held_out]
     config = CodecConfig(clip_frames=8, size=(64, 64), temporal_stride=2, spatial_stride=8,
@@ -73,6 +94,7 @@ def codec_step(videos, workdir, *, steps: int = 150, print_fn=print) -> dict:
                  f"validation PSNR {result.val_psnr[-1][1]:.2f} dB")
     report = evaluate(codec, held_out, clips=4)
     print_fn(format_report(report))
+    report["path"] = out
     return report
 
 
@@ -83,7 +105,7 @@ def decode_layouts(videos, *, print_fn=print) -> dict:
 
     from cvload import VideoDataset
 
-    print_fn("[3/4] decode compressed-domain layouts (DataLoader, 2 workers)")
+    print_fn("[3/5] decode compressed-domain layouts (DataLoader, 2 workers)")
     paths, labels = [v.path for v in videos], [v.label for v in videos]
     rows, shapes = [], {}
     for layout in ("rgb", "mvcgc", "imrnet", "coviar"):

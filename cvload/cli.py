@@ -199,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-bytes", type=int, default=None,
                    help="aim for shards of about this many bytes (planned from clip sizes)")
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--engine", default="local", choices=("local",))
+    p.add_argument("--engine", default="local", choices=("local", "ray"),
+                   help="ray: Ray Data tasks (a local cluster, or the one ray.init found)")
     p.add_argument("--on-error", default="skip", choices=("skip", "fail"))
     p.add_argument("--device", default="auto")
     p.add_argument("--shard-range", default=None, help="a:b, only shards a <= i < b")

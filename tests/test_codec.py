@@ -194,12 +194,13 @@ def test_vq_codes_stay_in_use(training_videos, tmp_path):
     codec = VideoCodec.load(result.path)
     from cvload.codec._train import clip_loader
 
-    _, loader = clip_loader(training_videos, config, batch_size=4, sampling="center",
-                            shuffle=False)
-    codes = torch.cat([codec.encode(b) for b in loader if b is not None]).numpy()
+    _, loader = clip_loader(training_videos, config, batch_size=8, sampling="random",
+                            shuffle=False, clips_per_epoch=64)
+    codes = torch.cat([codec.encode(b) for b in loader]).numpy()
     used = np.mean([len(np.unique(codes[..., g])) for g in range(2)])
-    assert used > 0.5 * 64, used  # most of the codebook is in use
-    assert perplexity(codes, 64) > 16
+    assert used > 0.75 * 64, used  # most of the codebook is in use
+    assert perplexity(codes, 64) > 20
+    assert int(codec.quantizer.restarts) > 0  # dead codes were moved back onto the data
 
 
 def test_baselines_match_the_byte_budget():
@@ -207,14 +208,16 @@ def test_baselines_match_the_byte_budget():
     from cvload.synthetic import translating_frames
 
     clip = translating_frames(8, 64, 64, motion=(1, 0), seed=3)
-    for budget in (4000, 12000):
+    for budget in (2000, 4000, 8000, 16000):
         jpeg = jpeg_at_bytes(clip, budget)
         h264 = h264_at_bytes(clip, budget)
-        assert jpeg["bytes"] <= budget and h264["bytes"] <= budget
-        assert jpeg["recon"].shape == clip.shape == h264["recon"].shape
-    # a bigger budget buys better quality
-    assert jpeg_at_bytes(clip, 12000)["quality"] > jpeg_at_bytes(clip, 4000)["quality"]
-    assert h264_at_bytes(clip, 12000)["crf"] < h264_at_bytes(clip, 4000)["crf"]
+        assert h264["bytes"] <= budget and h264["recon"].shape == clip.shape
+        assert jpeg["recon"].shape == clip.shape
+        if budget >= 8000:  # JPEG's floor (quality 1) is about 5.7 kB for these 8 frames
+            assert jpeg["bytes"] <= budget
+    # a bigger budget buys better quality (each within its own range)
+    assert jpeg_at_bytes(clip, 16000)["quality"] > jpeg_at_bytes(clip, 8000)["quality"]
+    assert h264_at_bytes(clip, 4000)["crf"] < h264_at_bytes(clip, 2000)["crf"]
     # an impossible budget is reported, not hidden
     assert jpeg_at_bytes(clip, 10)["bytes"] > 10
 

@@ -75,6 +75,8 @@ def test_demo_end_to_end(tmp_path, capsys):
     # second run reuses the files
     mtime = os.path.getmtime(result["videos"][0].path)
     assert {"neural", "jpeg", "h264"} <= set(result["codec"]) and "H.264" in out
+    assert {r.format for r in result["shards"].values()} == {"codes", "video", "rgb"}
+    assert all(r.index and r.clips > 0 for r in result["shards"].values())
     run(tmp_path / "demo", videos_per_class=2, codec_steps=4)
     assert os.path.getmtime(result["videos"][0].path) == mtime
 

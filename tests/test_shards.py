@@ -128,6 +128,13 @@ def test_shard_bytes_plans_shard_sizes(videos, tmp_path):
     assert all(s["bytes"] <= 3 * (one + 2560) + tarfile.RECORDSIZE for s in index.shards)
 
 
+def test_rerun_with_other_options_is_refused(videos, tmp_path):
+    root, _ = videos
+    pack([root], out=tmp_path / "o", format="rgb", size=16, clip_frames=8, progress=False)
+    with pytest.raises(ShardError, match="different pack run"):
+        pack([root], out=tmp_path / "o", format="rgb", size=24, clip_frames=8, progress=False)
+
+
 def test_shard_range_splits_the_work(videos, tmp_path):
     root, _ = videos
     first = pack([root], out=tmp_path / "r", format="rgb", size=16, clip_frames=8,
@@ -230,3 +237,21 @@ def test_cli_pack_and_inspect(videos, tmp_path, capsys):
     shard = tmp_path / "c" / "shard-000000.tar"
     shard.write_bytes(shard.read_bytes()[:-2000])  # damage it
     assert main(["inspect", str(tmp_path / "c"), "--verify"]) == 1
+
+
+def test_ray_engine_writes_the_same_shards_as_local(videos, tmp_path):
+    """Ray Data on a local 2-CPU cluster produces byte-identical shards and index."""
+    ray = pytest.importorskip("ray", reason="Ray Data is installed by `make test`; absent here")
+    root, _ = videos
+    local = pack([root], out=tmp_path / "local", format="video", clip_frames=8,
+                 shard_samples=3, progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = pack([root], out=tmp_path / "ray", format="video", clip_frames=8,
+                      shard_samples=3, engine="ray", workers=2, progress=False)
+    finally:
+        ray.shutdown()
+    assert remote.shards == local.shards == 3
+    assert _digests(tmp_path / "ray") == _digests(tmp_path / "local")
+    assert (tmp_path / "ray" / "index.json").read_text() == \
+        (tmp_path / "local" / "index.json").read_text()

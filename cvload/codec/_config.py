@@ -49,7 +49,7 @@ class CodecConfig:
     vq_dim: int = 8
     vq_decay: float = 0.99
     vq_commitment: float = 0.25
-    vq_dead_threshold: float = 0.03
+    vq_dead_threshold: float = 0.1
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:

@@ -82,7 +82,10 @@ class EMAVectorQuantizer(nn.Module):
         self.register_buffer("cluster_size", torch.zeros(groups, codebook_size))
         self.register_buffer("embed_avg", self.embed.clone())
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
-        self.restarts = 0
+        # usage: a fast EMA of assignments per batch, only to find dead codes
+        self.register_buffer("usage", torch.zeros(groups, codebook_size))
+        self.register_buffer("restarts", torch.zeros((), dtype=torch.int64))
+        self.usage_decay = 0.8
 
     def _nearest(self, flat: torch.Tensor) -> torch.Tensor:
         """flat ``(G, N, d)`` -> indices ``(G, N)``."""
@@ -97,6 +100,7 @@ class EMAVectorQuantizer(nn.Module):
             self.embed[g] = flat[g, pick]
         self.embed_avg.copy_(self.embed)
         self.cluster_size.fill_(1.0)
+        self.usage.fill_(flat.shape[1] / self.size)  # as if used uniformly
         self.initialized.fill_(True)
 
     @torch.no_grad()
@@ -108,17 +112,21 @@ class EMAVectorQuantizer(nn.Module):
         total = self.cluster_size.sum(-1, keepdim=True)
         smoothed = (self.cluster_size + self.eps) / (total + self.size * self.eps) * total
         self.embed.copy_(self.embed_avg / smoothed.unsqueeze(-1))
-        # dead-code restart: usage far below uniform -> jump onto a random encoder output
-        uniform = total / self.size
-        dead = self.cluster_size < self.dead_threshold * uniform
+        # dead-code restart: a code whose recent usage fell below dead_threshold of uniform
+        # (about a dozen batches without assignments) jumps onto a random encoder output
+        self.usage.mul_(self.usage_decay).add_(counts, alpha=1 - self.usage_decay)
+        uniform_usage = flat.shape[1] / self.size
+        dead = self.usage < self.dead_threshold * uniform_usage
         if dead.any():
+            uniform = total / self.size
             for g in range(self.groups):
                 idx = dead[g].nonzero().flatten()
                 if len(idx):
                     pick = torch.randint(0, flat.shape[1], (len(idx),), device=flat.device)
                     self.embed[g, idx] = flat[g, pick]
-                    self.embed_avg[g, idx] = flat[g, pick]
+                    self.embed_avg[g, idx] = flat[g, pick] * uniform[g, 0]
                     self.cluster_size[g, idx] = uniform[g, 0]
+                    self.usage[g, idx] = uniform_usage
                     self.restarts += len(idx)
 
     def forward(self, z: torch.Tensor):

@@ -291,6 +291,38 @@ def write_shard(spec: dict, shard: dict) -> dict:
     return sidecar
 
 
+class _RayShardTask:
+    """Ray Data callable: one row = one planned shard, written by :func:`write_shard`."""
+
+    def __init__(self, spec: dict) -> None:
+        self.spec = spec
+
+    def __call__(self, row: dict) -> dict:
+        sidecar = write_shard(self.spec, json.loads(row["shard"]))
+        return {"name": sidecar["name"], "samples": sidecar["samples"], "bytes": sidecar["bytes"]}
+
+
+def _run_ray(spec: dict, units: list[dict], workers: int) -> int:
+    """Run the shard units on Ray Data (local or a cluster already initialised)."""
+    try:
+        import ray
+    except ImportError as err:
+        from cvload.errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            "engine 'ray' needs Ray Data", hint="pip install 'cvload[ray]'") from err
+    if not ray.is_initialized():
+        ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False,
+                 ignore_reinit_error=True)
+    gpus = 0
+    if spec["format"] == "codes" and spec.get("device", "cpu").startswith("cuda"):
+        gpus = 1  # each shard task holds one GPU for the codec
+    dataset = ray.data.from_items([{"shard": json.dumps(u)} for u in units])
+    rows = dataset.map(_RayShardTask, fn_constructor_kwargs={"spec": spec},
+                       concurrency=max(1, workers), num_gpus=gpus).take_all()
+    return len(rows)
+
+
 def _finished(out_dir: str, name: str) -> dict | None:
     tar, side = os.path.join(out_dir, name), os.path.join(out_dir, name + ".json")
     if not (os.path.exists(tar) and os.path.exists(side)):
@@ -301,6 +333,29 @@ def _finished(out_dir: str, name: str) -> dict | None:
     except (OSError, json.JSONDecodeError):
         return None
     return sidecar if sidecar.get("bytes") == os.path.getsize(tar) else None
+
+
+def _claim_directory(out: str, spec: dict, shards: list[dict], codec) -> None:
+    """Record what this run will write; refuse a directory holding another run's shards
+    (skipping "finished" shards of a different plan would mix datasets silently)."""
+    plan = {"format": spec["format"], "size": spec["size"],
+            "codec_id": codec.codec_id if codec is not None else None,
+            "videos": [[v["id"], v["sha256"], v["label"]] for v in spec["videos"]],
+            "shards": shards}
+    digest = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+    path = os.path.join(out, "pack-plan.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            previous = json.load(f).get("digest")
+        if previous != digest:
+            raise ShardError(
+                "this directory holds shards of a different pack run (other inputs, format, "
+                "codec or options)", source=out,
+                hint="use a new --out directory, or delete this one to start over")
+        return
+    with open(path + ".partial", "w") as f:
+        json.dump({"digest": digest, "shards": len(shards), "format": spec["format"]}, f)
+    os.replace(path + ".partial", path)
 
 
 def _estimate_clip_bytes(fmt, videos, clips, clip_frames, codec, size) -> int:
@@ -332,7 +387,7 @@ def pack(
     shard_samples: int = 256,
     shard_bytes: int | None = None,
     workers: int = 1,
-    engine: Literal["local"] = "local",
+    engine: Literal["local", "ray"] = "local",
     on_error: Literal["skip", "fail"] = "skip",
     device: str = "auto",
     shard_range: tuple[int, int] | None = None,
@@ -352,8 +407,9 @@ def pack(
     if on_error not in ("skip", "fail"):
         raise InvalidArgumentError(
             f"Invalid on_error {on_error!r}. Supported values are 'skip' and 'fail'.")
-    if engine != "local":
-        raise InvalidArgumentError(f"Invalid engine {engine!r}. Supported values are 'local'.")
+    if engine not in ("local", "ray"):
+        raise InvalidArgumentError(
+            f"Invalid engine {engine!r}. Supported values are 'local' and 'ray'.")
     if format == "codes" and codec is None:
         raise InvalidArgumentError("format 'codes' needs --codec (a file from `cvload train-codec`)")
     if format == "rgb" and size is None:
@@ -404,12 +460,16 @@ def pack(
               for i, s in enumerate(range(0, len(clips), per_shard))]
     spec = {"out": out, "format": format, "codec": os.fspath(codec) if codec else None,
             "size": size, "on_error": on_error, "device": device, "videos": videos}
+    _claim_directory(out, spec, shards, codec_obj)
     chosen = range(len(shards)) if shard_range is None else range(*shard_range)
     todo = [i for i in chosen if 0 <= i < len(shards) and _finished(out, shards[i]["name"]) is None]
     skipped_shards = sum(1 for i in chosen if 0 <= i < len(shards)) - len(todo)
     bar = tqdm(total=len(todo), desc=f"pack {format}", unit="shard", disable=not progress)
     try:
-        if workers > 1 and len(todo) > 1:
+        if engine == "ray" and todo:
+            _run_ray(spec, [shards[i] for i in todo], workers)
+            bar.update(len(todo))
+        elif workers > 1 and len(todo) > 1:
             import multiprocessing
 
             ctx = multiprocessing.get_context("spawn")  # no decoder or CUDA state forked
