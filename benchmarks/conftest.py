@@ -98,6 +98,15 @@ def bench_videos() -> dict[str, str]:
 def _table(group: str, rows: dict) -> str:
     from cvload._util import format_table
 
+    if group == "pack":
+        out = []
+        for (fmt, method), r in sorted(rows.items()):
+            base = rows.get((fmt, "workers_1"))
+            out.append((fmt, method, f"{r['median_s']:.2f}", f"{r['videos_per_s']:.2f}",
+                        f"{r['per_s']:.1f}", f"{r['bytes_per_clip']:.0f}", r["failures"],
+                        f"{r['per_s'] / base['per_s']:.2f}x" if base else ""))
+        return format_table(["format", "workers", "median s", "videos/s", "clips/s",
+                             "bytes/clip", "failures", "vs 1 worker"], out)
     baselines = {"decode": "decode_only", "layouts": "rgb_same_frames", "motion": "mv_only"}
     base = baselines.get(group)
     out = []

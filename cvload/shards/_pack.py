@@ -153,9 +153,14 @@ def _plan_video(path: str, fmt: str, clip_frames: int, clip_stride: int):
 # -- samples -------------------------------------------------------------------------------
 
 
-def _remux(path: str, info, start: int, frames: int) -> tuple[bytes, str]:
+def _remux(path: str, info, start: int, frames: int) -> tuple[bytes, str, int]:
     """Packets of frames ``[start, start + frames)`` (a GOP-aligned span) copied into a new
-    container without re-encoding. MP4 when the source has timestamps, else the raw stream."""
+    container without re-encoding. MP4 when the source has timestamps, else the raw stream.
+
+    The cut is made at the next keyframe in decode order. In open-GOP streams the next
+    GOP's leading pictures (presented before its keyframe, decoded after it) depend on that
+    keyframe and stay out, so the segment may hold fewer frames than planned: the number
+    kept is returned, always the first frames of the span, and recorded in the metadata."""
     from cvload.video._source import open_video
 
     order = np.sort(np.asarray(info.packet_pts, np.int64)) if info.has_timestamps else None
@@ -168,10 +173,12 @@ def _remux(path: str, info, start: int, frames: int) -> tuple[bytes, str]:
     fmt, suffix = ("mp4", "mp4") if order is not None else (raw, {"h264": "264", "hevc": "h265"}[raw])
     with open_video(path, info.stream_index) as (container, vstream), \
             av.open(buffer, "w", format=fmt) as out:
-        ostream = out.add_stream_from_template(vstream)
+        # opaque: copy the codec parameters without looking up an encoder (a decoder such
+        # as libdav1d has no encoder of that name; nothing is re-encoded anyway)
+        ostream = out.add_stream_from_template(vstream, opaque=True)
         if order is not None and start > 0:
             container.seek(lo, stream=vstream, backward=True, any_frame=False)
-        count, shift = 0, None
+        count, kept, shift = 0, 0, None
         for packet in container.demux(vstream):
             if packet.size == 0:
                 continue
@@ -179,9 +186,10 @@ def _remux(path: str, info, start: int, frames: int) -> tuple[bytes, str]:
                 if packet.pts is None or packet.pts < lo:
                     continue
                 if hi is not None and packet.pts >= hi and packet.is_keyframe:
-                    break
+                    break  # the next GOP: cut here (decode order)
                 if hi is not None and packet.pts >= hi:
                     continue
+                kept += 1
                 if shift is None:
                     shift = packet.dts if packet.dts is not None else packet.pts
                 packet.pts -= shift
@@ -194,9 +202,12 @@ def _remux(path: str, info, start: int, frames: int) -> tuple[bytes, str]:
                 if count >= start + frames:
                     break
                 count += 1
+                kept += 1
             packet.stream = ostream
             out.mux(packet)
-    return buffer.getvalue(), suffix
+    if kept == 0:
+        raise ShardError(f"no packets for frames {start}..{start + frames}", source=path)
+    return buffer.getvalue(), suffix, kept
 
 
 def _make_sample(spec, clip: Clip, video: dict, codec, size) -> dict:
@@ -213,8 +224,10 @@ def _make_sample(spec, clip: Clip, video: dict, codec, size) -> dict:
     }
     sample: dict = {}
     if spec["format"] == "video":
-        data, suffix = _remux(path, info, clip.start, clip.frames)
+        data, suffix, kept = _remux(path, info, clip.start, clip.frames)
         sample[suffix] = data
+        meta.update(frames=kept, frame_end=clip.start + kept,
+                    seconds=[clip.start / fps, (clip.start + kept) / fps] if fps else None)
         meta["shapes"] = {"video": [clip.frames, info.height, info.width, 3]}
         meta["codec"] = info.codec
     else:
@@ -271,7 +284,14 @@ def write_shard(spec: dict, shard: dict) -> dict:
             clip = Clip(item["video"], item["start"], item["frames"])
             key = f"{video['id']}_{clip.start:06d}"
             try:
-                sample = _make_sample(spec, clip, video, codec, spec.get("size"))
+                try:
+                    sample = _make_sample(spec, clip, video, codec, spec.get("size"))
+                except (av.error.FFmpegError, ValueError, RuntimeError, OSError) as err:
+                    if isinstance(err, CvloadError):
+                        raise
+                    # a library error on one sample is that sample's failure, never a crash
+                    raise ShardError(f"clip at frame {clip.start}: {type(err).__name__}: {err}",
+                                     source=video["path"]) from err
             except CvloadError as err:
                 if spec["on_error"] == "fail":
                     raise
@@ -321,6 +341,13 @@ def _run_ray(spec: dict, units: list[dict], workers: int) -> int:
     rows = dataset.map(_RayShardTask, fn_constructor_kwargs={"spec": spec},
                        concurrency=max(1, workers), num_gpus=gpus).take_all()
     return len(rows)
+
+
+def _worker_init(workers: int) -> None:
+    """Share the cores between worker processes instead of oversubscribing them."""
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 def _finished(out_dir: str, name: str) -> dict | None:
@@ -473,7 +500,8 @@ def pack(
             import multiprocessing
 
             ctx = multiprocessing.get_context("spawn")  # no decoder or CUDA state forked
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                     initializer=_worker_init, initargs=(workers,)) as pool:
                 for _ in pool.map(write_shard, [spec] * len(todo), [shards[i] for i in todo]):
                     bar.update(1)
         else:
