@@ -131,6 +131,9 @@ def pytest_sessionfinish(session, exitstatus):
         text += [f"## {group}", "", "```", _table(group, rows), "```", ""]
     report = "\n".join(text)
     (RESULTS_DIR / "latest.md").write_text(report)
+    for group, rows in RESULTS.items():  # one file per group survives partial reruns
+        (RESULTS_DIR / f"{group}.md").write_text(
+            f"{text[0]}\n\n## {group}\n\n```\n{_table(group, rows)}\n```\n")
     (RESULTS_DIR / "latest-ratios.json").write_text(json.dumps(
         {g: {f"{v}|{m}": r for (v, m), r in rows.items()} for g, rows in RESULTS.items()},
         indent=1))

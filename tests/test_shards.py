@@ -146,24 +146,30 @@ def test_shard_range_splits_the_work(videos, tmp_path):
     assert second.index is not None and read_index(tmp_path / "r").num_samples == 9
 
 
-def test_sigkill_then_rerun_finishes_identically(videos, tmp_path):
-    root, _ = videos
+def test_sigkill_then_rerun_finishes_identically(tmp_path):
+    from cvload.synthetic import write_video
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):  # 4 videos x 25 clips of 4 frames = 100 one-clip shards
+        write_video(src / f"k{i}.mp4", width=96, height=64, num_frames=100, gop=20, seed=i)
+    args = dict(format="rgb", size=48, clip_frames=4, shard_samples=1, progress=False)
     reference = tmp_path / "ref"
-    pack([root], out=reference, format="rgb", size=32, clip_frames=8, shard_samples=1,
-         progress=False)
+    pack([src], out=reference, **args)
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "cvload", "pack", str(root), "--out", str(out), "--format", "rgb",
-           "--size", "32", "--clip-frames", "8", "--shard-samples", "1"]
+    cmd = [sys.executable, "-m", "cvload", "pack", str(src), "--out", str(out), "--format", "rgb",
+           "--size", "48", "--clip-frames", "4", "--shard-samples", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "shard-000002.tar").exists():
-        time.sleep(0.05)
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (out / "index.json").exists()  # killed before publishing
+    assert proc.wait() == -signal.SIGKILL
+    assert not (out / "index.json").exists(), "the run finished before the kill"
     subprocess.run(cmd, check=True, capture_output=True)
-    assert _digests(out) == _digests(reference)
+    assert _digests(out) == _digests(reference) and len(_digests(out)) == 100
     assert not [n for n in os.listdir(out) if n.endswith(".partial")]
+    assert (out / "index.json").read_text() == (reference / "index.json").read_text()
 
 
 def test_failures_are_listed_under_skip_and_fatal_under_fail(videos, tmp_path):
@@ -274,3 +280,32 @@ def test_video_format_on_every_real_codec(tmp_path):
     for s in samples:
         payload = next(v for k, v in s.items() if k in ("mp4", "264", "h265"))
         assert cvload.probe(payload).num_frames == json.loads(s["json"])["frames"]
+
+
+def test_full_disk_gives_a_clear_error_and_leaves_nothing_partial(videos, tmp_path, monkeypatch):
+    import errno
+
+    from cvload.shards import _writer
+
+    root, _ = videos
+    real_write = _writer.ShardWriter.write
+    calls = {"n": 0}
+
+    def failing_write(self, key, sample):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, key, sample)
+
+    monkeypatch.setattr(_writer.ShardWriter, "write", failing_write)
+    with pytest.raises(ShardError, match="No space left on device") as info:
+        pack([root], out=tmp_path / "full", format="rgb", size=16, clip_frames=8,
+             shard_samples=4, progress=False)
+    assert "free some space" in str(info.value)
+    names = os.listdir(tmp_path / "full")
+    assert "shard-000000.tar" in names and "index.json" not in names
+    assert not [n for n in names if n.endswith(".partial")]
+    monkeypatch.setattr(_writer.ShardWriter, "write", real_write)
+    done = pack([root], out=tmp_path / "full", format="rgb", size=16, clip_frames=8,
+                shard_samples=4, progress=False)  # the rerun resumes and publishes
+    assert done.skipped_shards == 1 and done.index is not None

@@ -300,6 +300,17 @@ def write_shard(spec: dict, shard: dict) -> dict:
                 continue
             writer.write(key, sample)
         info = writer.close()
+    except OSError as err:
+        writer.abort()
+        if isinstance(err, CvloadError):
+            raise
+        import errno
+
+        hint = ("free some space or choose another --out; finished shards are kept and a "
+                "rerun resumes" if err.errno in (errno.ENOSPC, errno.EDQUOT) else
+                "check that --out is writable; a rerun resumes from the finished shards")
+        raise ShardError(f"cannot write {shard['name']}: {err.strerror or err}",
+                         source=out_dir, hint=hint) from err
     except BaseException:
         writer.abort()
         raise
@@ -491,23 +502,25 @@ def pack(
     chosen = range(len(shards)) if shard_range is None else range(*shard_range)
     todo = [i for i in chosen if 0 <= i < len(shards) and _finished(out, shards[i]["name"]) is None]
     skipped_shards = sum(1 for i in chosen if 0 <= i < len(shards)) - len(todo)
-    bar = tqdm(total=len(todo), desc=f"pack {format}", unit="shard", disable=not progress)
+    bar = tqdm(total=sum(len(shards[i]["clips"]) for i in todo), desc=f"pack {format}",
+               unit="clip", disable=not progress)
     try:
         if engine == "ray" and todo:
             _run_ray(spec, [shards[i] for i in todo], workers)
-            bar.update(len(todo))
+            bar.update(bar.total)
         elif workers > 1 and len(todo) > 1:
             import multiprocessing
 
             ctx = multiprocessing.get_context("spawn")  # no decoder or CUDA state forked
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                      initializer=_worker_init, initargs=(workers,)) as pool:
-                for _ in pool.map(write_shard, [spec] * len(todo), [shards[i] for i in todo]):
-                    bar.update(1)
+                for sidecar in pool.map(write_shard, [spec] * len(todo),
+                                        [shards[i] for i in todo]):
+                    bar.update(sidecar["samples"] + len(sidecar["failures"]))
         else:
             for i in todo:
-                write_shard(spec, shards[i])
-                bar.update(1)
+                sidecar = write_shard(spec, shards[i])
+                bar.update(sidecar["samples"] + len(sidecar["failures"]))
     finally:
         bar.close()
     # publish: the index only when every shard is there
