@@ -45,21 +45,10 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _video_files(inputs) -> list[str]:
-    """Files, directories (searched recursively for video suffixes) and .txt lists."""
-    from pathlib import Path
+    """Files, directories (searched recursively for video suffixes), .txt and .csv lists."""
+    from cvload.shards import gather_inputs
 
-    suffixes = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".264", ".h264", ".265", ".h265",
-                ".hevc", ".m4v", ".mpg", ".ts"}
-    found: list[str] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in suffixes)
-        elif path.suffix.lower() == ".txt":
-            found += [line.strip() for line in path.read_text().splitlines() if line.strip()]
-        else:
-            found.append(str(path))
-    return found
+    return [path for path, _ in gather_inputs(inputs)]
 
 
 def _cmd_train_codec(args: argparse.Namespace) -> int:

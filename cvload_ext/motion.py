@@ -236,6 +236,21 @@ def _block_sad(cur, ref, bx, by, block, dx, dy, best):
 
 
 @jit
+def _pattern_step(cur, ref, bx, by, block, search, px, py, cx, cy, best, bestx, besty):
+    """Try the offsets ``(cx + px[k], cy + py[k])`` (k >= 1) within ``+-search``; return
+    the best ``(sad, dx, dy)`` so far."""
+    for k in range(1, px.shape[0]):
+        sx = cx + px[k]
+        sy = cy + py[k]
+        if abs(sx) > search or abs(sy) > search:
+            continue
+        s = _block_sad(cur, ref, bx, by, block, sx, sy, best)
+        if s < best:
+            best, bestx, besty = s, sx, sy
+    return best, bestx, besty
+
+
+@jit
 def block_match(
     cur: np.ndarray, ref: np.ndarray, block: int, search: int, out: np.ndarray
 ) -> int:
@@ -287,29 +302,15 @@ def block_match(
                     s = _block_sad(cur, ref, bx, by, block, sx, sy, best)
                     if s < best:
                         best, bestx, besty = s, sx, sy
-            # large diamond until the centre is best
+            # large diamond until the centre is best, then one small diamond step
             for _ in range(4 * search):
                 cx, cy = bestx, besty
-                for k in range(1, 9):
-                    sx = cx + ldsp_x[k]
-                    sy = cy + ldsp_y[k]
-                    if abs(sx) > search or abs(sy) > search:
-                        continue
-                    s = _block_sad(cur, ref, bx, by, block, sx, sy, best)
-                    if s < best:
-                        best, bestx, besty = s, sx, sy
+                best, bestx, besty = _pattern_step(cur, ref, bx, by, block, search, ldsp_x,
+                                                   ldsp_y, cx, cy, best, bestx, besty)
                 if bestx == cx and besty == cy:
                     break
-            # small diamond
-            cx, cy = bestx, besty
-            for k in range(1, 5):
-                sx = cx + sdsp_x[k]
-                sy = cy + sdsp_y[k]
-                if abs(sx) > search or abs(sy) > search:
-                    continue
-                s = _block_sad(cur, ref, bx, by, block, sx, sy, best)
-                if s < best:
-                    best, bestx, besty = s, sx, sy
+            best, bestx, besty = _pattern_step(cur, ref, bx, by, block, search, sdsp_x, sdsp_y,
+                                               bestx, besty, best, bestx, besty)
             mvx[r, q] = bestx
             mvy[r, q] = besty
             out[n, SOURCE] = -1

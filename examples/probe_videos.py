@@ -13,7 +13,7 @@ from pathlib import Path
 import cvload
 from cvload._util import format_table
 
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".264", ".h264", ".265", ".h265"}
+from cvload.shards import VIDEO_SUFFIXES
 
 
 def main() -> None:

@@ -2,9 +2,9 @@
 
 from cvload.shards._index import SCHEMA_VERSION, ShardIndex, read_index, write_index
 from cvload.shards._inspect import decode_member, inspect_shards
-from cvload.shards._pack import PackResult, gather_inputs, pack
+from cvload.shards._pack import VIDEO_SUFFIXES, PackResult, gather_inputs, pack
 from cvload.shards._writer import ShardInfo, ShardWriter
 
-__all__ = ["SCHEMA_VERSION", "PackResult", "ShardIndex", "ShardInfo", "ShardWriter",
+__all__ = ["SCHEMA_VERSION", "VIDEO_SUFFIXES", "PackResult", "ShardIndex", "ShardInfo", "ShardWriter",
            "decode_member", "gather_inputs", "inspect_shards", "pack", "read_index",
            "write_index"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -10,6 +9,7 @@ import tarfile
 
 import numpy as np
 
+from cvload._util import sha256_file
 from cvload.errors import ShardError, UnsafeShardError
 from cvload.shards._index import read_index
 
@@ -40,14 +40,6 @@ def decode_member(name: str, data: bytes, *, source: str = "") -> object:
     return data
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def inspect_shards(target: str | os.PathLike[str], *, verify: bool = False,
                    print_fn=print) -> dict:
     """Print the index summary, sample keys, member shapes and dtypes; with ``verify``,
@@ -67,7 +59,7 @@ def inspect_shards(target: str | os.PathLike[str], *, verify: bool = False,
         if not os.path.exists(path):
             problems.append(f"{path}: missing")
             continue
-        if verify and entry is not None and _sha256(path) != entry["sha256"]:
+        if verify and entry is not None and sha256_file(path) != entry["sha256"]:
             problems.append(f"{path}: sha256 differs from index.json")
         try:
             with tarfile.open(path, "r:") as tar:

@@ -23,6 +23,7 @@ from typing import Literal, Sequence
 import av
 import numpy as np
 
+from cvload._util import sha256_file
 from cvload.errors import CvloadError, InvalidArgumentError, ShardError
 from cvload.shards._index import ShardIndex, write_index
 from cvload.shards._writer import ShardInfo, ShardWriter
@@ -110,14 +111,6 @@ def _read_csv(path: Path) -> list[tuple[Path, int | None]]:
             label = int(row[1]) if len(row) > 1 and row[1].strip() else None
             rows.append((_resolve(row[0].strip(), path.parent), label))
     return rows
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- planning ----------------------------------------------------------------------------
@@ -485,7 +478,7 @@ def pack(
         index = len(videos)
         stem = "".join(c if c.isalnum() else "_" for c in Path(path).stem)[:40]
         videos.append({"id": f"{index:06d}_{stem}", "path": path, "label": label, "info": info,
-                       "sha256": _sha256(path)})
+                       "sha256": sha256_file(path)})
         clips += [Clip(index, c.start, c.frames) for c in planned]
     per_shard = shard_samples
     if shard_bytes is not None:
