@@ -95,10 +95,19 @@ def test_motion(benchmark, bench_videos, video, tmp_path_factory):
         cv2 = None
     if cv2 is not None:
         gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in rgb[: flow_frames + 1]]
-        methods["farneback_flow"] = (
-            lambda: [cv2.calcOpticalFlowFarneback(gray[i], gray[i + 1], None, 0.5, 3, 15, 3, 5,
-                                                  1.2, 0) for i in range(flow_frames)],
-            flow_frames, "frames")
+
+        def farneback(threads: int):
+            previous = cv2.getNumThreads()
+            cv2.setNumThreads(threads)
+            try:
+                return [cv2.calcOpticalFlowFarneback(gray[i], gray[i + 1], None, 0.5, 3, 15, 3, 5,
+                                                     1.2, 0) for i in range(flow_frames)]
+            finally:
+                cv2.setNumThreads(previous)
+
+        # OpenCV's default (all cores) and one thread, like the single-threaded MV decode
+        methods["farneback_flow"] = (lambda: farneback(cv2.getNumThreads()), flow_frames, "frames")
+        methods["farneback_flow_1thread"] = (lambda: farneback(1), flow_frames, "frames")
     interleaved(benchmark, "motion", video, methods, rounds=7)
 
 
