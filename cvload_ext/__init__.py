@@ -42,6 +42,7 @@ def jit(fn: F | None = None, *, parallel: bool = False, fastmath: bool = False):
 from cvload_ext.motion import (  # noqa: E402
     accumulate_motion,
     block_match,
+    gather_fields,
     motion_compensate,
     rasterize_motion,
     subtract,
@@ -52,6 +53,7 @@ __all__ = [
     "JIT_ENABLED",
     "accumulate_motion",
     "block_match",
+    "gather_fields",
     "jit",
     "motion_compensate",
     "prange",

@@ -326,3 +326,31 @@ def block_match(
             n += 1
     return n
 
+
+
+@jit
+def gather_fields(raw: np.ndarray, kinds: np.ndarray, words: np.ndarray, out: np.ndarray) -> None:
+    """Integer fields of aligned packed records into an int32 table.
+
+    Args:
+        raw: ``(N, itemsize)`` uint8, the records' bytes (native little-endian).
+        kinds: ``(F,)`` int64 field type: 0 int32, 1 int16, 2 uint16, 3 uint8.
+        words: ``(F,)`` int64 index of the field in the record viewed as that type
+            (byte offset // size; aligned records guarantee it is exact).
+        out: ``(N, F)`` int32.
+    """
+    i32 = raw.view(np.int32)
+    i16 = raw.view(np.int16)
+    u16 = raw.view(np.uint16)
+    for r in range(raw.shape[0]):
+        for f in range(kinds.shape[0]):
+            kind = kinds[f]
+            word = words[f]
+            if kind == 0:
+                out[r, f] = i32[r, word]
+            elif kind == 1:
+                out[r, f] = i16[r, word]
+            elif kind == 2:
+                out[r, f] = u16[r, word]
+            else:
+                out[r, f] = raw[r, word]

@@ -40,24 +40,29 @@ _EMPTY_MVS = np.zeros((0, 10), np.int32)
 
 
 _PLANS: dict = {}
+_KINDS = {("i", 4): 0, ("i", 2): 1, ("u", 2): 2, ("u", 1): 3}
 
 
-def _read_plan(dtype: np.dtype) -> list[tuple[str, int]]:
-    """For each of MV_COLUMNS: (plain little-endian dtype, index) in a view of the records.
+def _read_plan(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """For each of MV_COLUMNS: its type code and index in a typed view of the records.
 
     FFmpeg's record dtype is aligned, so every field sits at a multiple of its own size
-    and can be read through a plain typed view of the same bytes: much cheaper than
-    copying fields out of a structured array one by one.
+    and can be read through a plain view of the same bytes (one numba pass, instead of
+    copying fields out of a structured array one by one).
     """
     plan = _PLANS.get(dtype)
     if plan is None:
-        plan = []
+        kinds, words = [], []
         for name in MV_COLUMNS:
             ftype, offset = dtype.fields[name]
-            if ftype.kind not in "iu" or ftype.itemsize > 4 or offset % ftype.itemsize:
+            kind = _KINDS.get((ftype.kind, ftype.itemsize))
+            if kind is None or offset % ftype.itemsize or ftype.byteorder == ">":
                 raise TypeError(f"unexpected motion-vector field {name}: {ftype} at {offset}")
-            plan.append((ftype.newbyteorder("<").str, offset // ftype.itemsize))
-        _PLANS[dtype] = plan
+            kinds.append(kind)
+            words.append(offset // ftype.itemsize)
+        if dtype.itemsize % 4:
+            raise TypeError(f"unexpected motion-vector record size {dtype.itemsize}")
+        plan = _PLANS[dtype] = (np.array(kinds, np.int64), np.array(words, np.int64))
     return plan
 
 
@@ -70,12 +75,7 @@ def vectors_from_side_data(side_data) -> np.ndarray:
     out = np.empty((count, 10), np.int32)
     if count:
         raw = records.view(np.uint8).reshape(count, records.dtype.itemsize)
-        views: dict[str, np.ndarray] = {}
-        for column, (code, index) in enumerate(_read_plan(records.dtype)):
-            view = views.get(code)
-            if view is None:
-                view = views[code] = raw.view(code)
-            out[:, column] = view[:, index]
+        cvload_ext.gather_fields(raw, *_read_plan(records.dtype), out)
     return out
 
 
