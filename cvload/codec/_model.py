@@ -180,9 +180,8 @@ class VideoCodec(nn.Module):
             _, codes, _ = self.quantizer(self.encoder(self._to_input(video)))
         finally:
             self.train(was_training)
-        dtype = torch.uint8 if self.config.codebook_size <= 256 else torch.int32
-        codes = codes.to(dtype)
-        return codes if dtype == torch.uint8 else codes  # int32 holds uint16 values
+        # torch has no uint16 for every op: codes above 255 travel as int32 (uint16 on disk)
+        return codes.to(torch.uint8 if self.config.codebook_size <= 256 else torch.int32)
 
     def _check_codes(self, codes) -> torch.Tensor:
         codes = torch.as_tensor(np.asarray(codes) if not torch.is_tensor(codes) else codes)

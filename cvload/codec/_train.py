@@ -6,7 +6,7 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -53,15 +53,17 @@ class FramePool(torch.utils.data.Dataset):
 
     def __init__(self, videos: Sequence[str], config: CodecConfig, *, clips_per_epoch: int,
                  sampling: str = "random", seed: int = 0,
-                 frame_range: tuple[float, float] = (0.0, 1.0)) -> None:
+                 frame_range: tuple[float, float] = (0.0, 1.0),
+                 infos: dict | None = None) -> None:
         from cvload.errors import CvloadError
         from cvload.video import probe, read_clip
 
         self.frames: list[np.ndarray] = []
         self.skipped: list[tuple[str, str]] = []
+        infos = infos or {}
         for video in videos:
             try:
-                info = probe(video)
+                info = infos.get(video) or probe(video)
                 clip = read_clip(video, start=0, num_frames=info.num_frames, streams=("rgb",),
                                  size=config.size, info=info)
             except CvloadError as err:
@@ -114,13 +116,15 @@ def clip_loader(videos: Sequence[str], config: CodecConfig, *, batch_size: int,
     if pool not in ("auto", "memory", "stream"):
         raise InvalidArgumentError(
             f"Invalid pool {pool!r}. Supported values are 'auto', 'memory' and 'stream'.")
+    infos = {}
     if pool == "auto":
         total = 0
         for video in videos:
             try:
-                total += probe(video).num_frames
+                infos[video] = probe(video)  # reused by the pool: each file is probed once
             except CvloadError:
                 continue
+            total += infos[video].num_frames
         pool = "memory" if total * config.size[0] * config.size[1] * 3 < 2 << 30 else "stream"
     if tuple(frame_range) != (0.0, 1.0) and pool == "stream":
         raise InvalidArgumentError("frame_range needs pool='memory' (the videos must fit)")
@@ -128,7 +132,7 @@ def clip_loader(videos: Sequence[str], config: CodecConfig, *, batch_size: int,
     if pool == "memory":
         dataset = FramePool(videos, config, sampling=sampling, seed=seed,
                             clips_per_epoch=clips_per_epoch or max(64, 8 * len(videos)),
-                            frame_range=tuple(frame_range))
+                            frame_range=tuple(frame_range), infos=infos)
         return dataset, torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, shuffle=False, collate_fn=dataset.collate,
             num_workers=0)

@@ -16,7 +16,7 @@ import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -26,7 +26,7 @@ import numpy as np
 from cvload._util import sha256_file
 from cvload.errors import CvloadError, InvalidArgumentError, ShardError
 from cvload.shards._index import ShardIndex, write_index
-from cvload.shards._writer import ShardInfo, ShardWriter
+from cvload.shards._writer import ShardWriter
 
 __all__ = ["pack", "PackResult", "gather_inputs", "VIDEO_SUFFIXES"]
 
