@@ -7,6 +7,8 @@ neural codes in WebDataset shards, and a drop-in ``DataLoader`` that puts them o
 from cvload import errors
 from cvload.codec import VideoCodec
 from cvload.errors import CvloadError
+from cvload.loader import DataLoader
+from cvload.shards import ShardDataset
 from cvload.video import (
     CompressedClip,
     FrameMotion,
@@ -23,7 +25,9 @@ __version__ = "0.1.0"
 __all__ = [
     "CompressedClip",
     "CvloadError",
+    "DataLoader",
     "FrameMotion",
+    "ShardDataset",
     "VideoCodec",
     "VideoDataset",
     "VideoInfo",

@@ -2,9 +2,10 @@
 
 from cvload.shards._index import SCHEMA_VERSION, ShardIndex, read_index, write_index
 from cvload.shards._inspect import decode_member, inspect_shards
+from cvload.shards._reader import ShardDataset, expand_sources
 from cvload.shards._pack import VIDEO_SUFFIXES, PackResult, gather_inputs, pack
 from cvload.shards._writer import ShardInfo, ShardWriter
 
-__all__ = ["SCHEMA_VERSION", "VIDEO_SUFFIXES", "PackResult", "ShardIndex", "ShardInfo", "ShardWriter",
-           "decode_member", "gather_inputs", "inspect_shards", "pack", "read_index",
+__all__ = ["SCHEMA_VERSION", "VIDEO_SUFFIXES", "PackResult", "ShardIndex", "ShardDataset", "ShardInfo", "ShardWriter",
+           "decode_member", "expand_sources", "gather_inputs", "inspect_shards", "pack", "read_index",
            "write_index"]

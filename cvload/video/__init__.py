@@ -11,11 +11,12 @@ from cvload.video._decode import (
     read_clip,
     read_frames,
 )
-from cvload.video._dataset import LAYOUTS, VideoDataset
+from cvload.video._dataset import LAYOUTS, ClipDecoder, VideoDataset
 from cvload.video._probe import VideoInfo, probe
 
 __all__ = [
     "STREAMS",
+    "ClipDecoder",
     "CodecSupport",
     "CompressedClip",
     "FrameMotion",

@@ -12,7 +12,7 @@ from cvload.errors import CvloadError, InvalidArgumentError, SkipCounter
 from cvload.video._decode import CompressedClip, MvSource, read_frames
 from cvload.video._probe import VideoInfo, probe
 
-__all__ = ["VideoDataset", "LAYOUTS", "imrnet_frames"]
+__all__ = ["ClipDecoder", "VideoDataset", "LAYOUTS", "imrnet_frames"]
 
 Layout = Literal["rgb", "mvcgc", "imrnet", "coviar"]
 LAYOUTS: tuple[str, ...] = ("rgb", "mvcgc", "imrnet", "coviar")
@@ -35,6 +35,139 @@ def imrnet_frames(info: VideoInfo, gop: int, gop_frames: int) -> np.ndarray:
     else:
         later = np.full(k, key, np.int64)
     return np.concatenate([[key], later]).astype(np.int64)
+
+
+class ClipDecoder:
+    """Decode one clip of a video into a layout: the layout logic of :class:`VideoDataset`,
+    usable on any source (a path, ``bytes`` or a file-like object such as a shard member).
+
+    ``decoder(source, rng=..., info=...)`` returns the layout's dict of tensors (see
+    :class:`VideoDataset` for the keys, shapes and dtypes). Picklable and stateless, so it
+    travels into DataLoader workers; ``rng`` (a ``numpy.random.Generator``) chooses clip
+    positions under ``sampling="random"``.
+    """
+
+    def __init__(
+        self,
+        layout: Layout = "rgb",
+        *,
+        num_frames: int = 8,
+        step: int = 1,
+        gop_frames: int = 4,
+        num_segments: int = 3,
+        sampling: Sampling = "random",
+        size: tuple[int, int] | int | None = None,
+        mv_grid: int = 4,
+        mv_source: MvSource = "auto",
+        stream: int | None = None,
+    ) -> None:
+        if layout not in LAYOUTS:
+            raise InvalidArgumentError(
+                f"Invalid layout {layout!r}. Supported values are {', '.join(map(repr, LAYOUTS))}."
+            )
+        if sampling not in ("random", "center"):
+            raise InvalidArgumentError(
+                f"Invalid sampling {sampling!r}. Supported values are 'random' and 'center'."
+            )
+        for name, value, low in (("num_frames", num_frames, 1), ("step", step, 1),
+                                 ("gop_frames", gop_frames, 2), ("num_segments", num_segments, 1)):
+            if int(value) < low:
+                raise InvalidArgumentError(f"Invalid {name}={value!r}: must be >= {low}.")
+        self.layout = layout
+        self.num_frames, self.step = int(num_frames), int(step)
+        self.gop_frames, self.num_segments = int(gop_frames), int(num_segments)
+        self.sampling = sampling
+        self.size, self.mv_grid, self.mv_source = size, mv_grid, mv_source
+        self.stream = stream
+
+    def __repr__(self) -> str:
+        return (f"ClipDecoder(layout={self.layout!r}, num_frames={self.num_frames}, "
+                f"step={self.step}, sampling={self.sampling!r}, size={self.size!r})")
+
+    def _clip_start(self, span: int, total: int, rng: np.random.Generator) -> int:
+        """First frame of a clip covering ``span`` frames; clips longer than the video
+        start at 0 and are padded by repeating the last frame (see _clip_indices)."""
+        room = max(0, total - span)
+        if self.sampling == "center":
+            return room // 2
+        return int(rng.integers(0, room + 1))
+
+    def _clip_indices(self, total: int, rng: np.random.Generator) -> np.ndarray:
+        span = (self.num_frames - 1) * self.step + 1
+        start = self._clip_start(span, total, rng)
+        return np.minimum(start + self.step * np.arange(self.num_frames), total - 1)
+
+    def _read(self, source, info, frames: np.ndarray, streams, accumulate=False) -> CompressedClip:
+        return read_frames(
+            source, frames, streams=streams, size=self.size, mv_grid=self.mv_grid,
+            accumulate=accumulate, stream=self.stream, mv_source=self.mv_source, info=info,
+        )
+
+    def __call__(self, source, *, rng: np.random.Generator | None = None,
+                 info: VideoInfo | None = None) -> dict:
+        if info is None:
+            info = probe(source, stream=self.stream)
+        if rng is None:
+            rng = np.random.default_rng(0)
+        if self.layout in ("rgb", "mvcgc"):
+            frames = self._clip_indices(info.num_frames, rng)
+            streams = ("rgb",) if self.layout == "rgb" else ("rgb", "mv")
+            clip = self._read(source, info, frames, streams)
+            item = {"rgb": _chw(clip.rgb), "frame_indices": torch.from_numpy(frames)}
+            if clip.mv is not None:
+                item["mv"] = _chw(clip.mv)
+                item["mv_estimated"] = torch.tensor(clip.mv_estimated)
+            return item
+        if self.layout == "imrnet":
+            return self._imrnet(source, info, rng)
+        return self._coviar(source, info, rng)
+
+    def _imrnet(self, source, info: VideoInfo, rng: np.random.Generator) -> dict:
+        gops = len(info.keyframes)
+        if self.sampling == "center" or gops <= self.num_frames:
+            chosen = np.linspace(0, gops - 1, self.num_frames).round().astype(np.int64)
+        else:
+            start = int(rng.integers(0, gops - self.num_frames + 1))
+            chosen = np.arange(start, start + self.num_frames)
+        iframes, mvs, residuals, all_frames = [], [], [], []
+        for g in chosen:
+            length = info.gop_lengths[g]
+            frames = imrnet_frames(info, int(g), self.gop_frames)
+            clip = self._read(source, info, frames, ("mv", "residual", "iframe"))
+            iframes.append(clip.iframe[0])
+            mv, residual = clip.mv[1:], clip.residual[1:]
+            if length <= 1:
+                mv, residual = np.zeros_like(mv), np.zeros_like(residual)
+            mvs.append(mv)
+            residuals.append(residual)
+            all_frames.append(frames)
+        return {
+            "iframe": _chw(np.stack(iframes)),
+            "mv": _chw(np.stack(mvs)),
+            "residual": _chw(np.stack(residuals)),
+            "frame_indices": torch.from_numpy(np.stack(all_frames)),
+        }
+
+    def _coviar(self, source, info: VideoInfo, rng: np.random.Generator) -> dict:
+        total = info.num_frames
+        bounds = np.linspace(0, total, self.num_segments + 1)
+        iframes, mvs, residuals, picked = [], [], [], []
+        for s in range(self.num_segments):
+            lo, hi = int(bounds[s]), max(int(bounds[s]) + 1, int(bounds[s + 1]))
+            hi = min(hi, total)
+            frame = (lo + hi - 1) // 2 if self.sampling == "center" else int(rng.integers(lo, hi))
+            clip = self._read(source, info, np.array([frame]), ("mv", "residual", "iframe"),
+                              accumulate=True)
+            iframes.append(clip.iframe[0])
+            mvs.append(clip.mv[0])
+            residuals.append(clip.residual[0])
+            picked.append(frame)
+        return {
+            "iframe": _chw(np.stack(iframes)),
+            "mv": _chw(np.stack(mvs)),
+            "residual": _chw(np.stack(residuals)),
+            "frame_indices": torch.tensor(picked),
+        }
 
 
 class VideoDataset(torch.utils.data.Dataset):
@@ -87,29 +220,17 @@ class VideoDataset(torch.utils.data.Dataset):
         handler: str = "raise",
         seed: int = 0,
     ) -> None:
-        if layout not in LAYOUTS:
-            raise InvalidArgumentError(
-                f"Invalid layout {layout!r}. Supported values are {', '.join(map(repr, LAYOUTS))}."
-            )
-        if sampling not in ("random", "center"):
-            raise InvalidArgumentError(
-                f"Invalid sampling {sampling!r}. Supported values are 'random' and 'center'."
-            )
+        self.decoder = ClipDecoder(
+            layout, num_frames=num_frames, step=step, gop_frames=gop_frames,
+            num_segments=num_segments, sampling=sampling, size=size, mv_grid=mv_grid,
+            mv_source=mv_source, stream=stream)
         if labels is not None and len(labels) != len(sources):
             raise InvalidArgumentError(
                 f"labels has {len(labels)} entries for {len(sources)} sources; give one each."
             )
-        for name, value, low in (("num_frames", num_frames, 1), ("step", step, 1),
-                                 ("gop_frames", gop_frames, 2), ("num_segments", num_segments, 1)):
-            if int(value) < low:
-                raise InvalidArgumentError(f"Invalid {name}={value!r}: must be >= {low}.")
         self.sources = [os.fspath(s) for s in sources]
         self.labels = None if labels is None else [int(x) for x in labels]
         self.layout = layout
-        self.num_frames, self.step = int(num_frames), int(step)
-        self.gop_frames, self.num_segments = int(gop_frames), int(num_segments)
-        self.sampling = sampling
-        self.size, self.mv_grid, self.mv_source = size, mv_grid, mv_source
         self.stream = stream
         self.transform = transform
         self.skipped = SkipCounter(handler)
@@ -119,6 +240,12 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.sources)
+
+    def __getattr__(self, name: str):
+        # layout options (num_frames, step, sampling, ...) live on the decoder
+        if name != "decoder" and "decoder" in self.__dict__:
+            return getattr(self.__dict__["decoder"], name)
+        raise AttributeError(name)
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose random clip positions ``__getitem__`` draws."""
@@ -139,19 +266,6 @@ class VideoDataset(torch.utils.data.Dataset):
             self._infos[index] = probe(self.sources[index], stream=self.stream)
         return self._infos[index]
 
-    def _clip_start(self, span: int, total: int, rng: np.random.Generator) -> int:
-        """First frame of a clip covering ``span`` frames; clips longer than the video
-        start at 0 and are padded by repeating the last frame (see _clip_indices)."""
-        room = max(0, total - span)
-        if self.sampling == "center":
-            return room // 2
-        return int(rng.integers(0, room + 1))
-
-    def _clip_indices(self, total: int, rng: np.random.Generator) -> np.ndarray:
-        span = (self.num_frames - 1) * self.step + 1
-        start = self._clip_start(span, total, rng)
-        return np.minimum(start + self.step * np.arange(self.num_frames), total - 1)
-
     # -- items ------------------------------------------------------------------------
 
     def __getitem__(self, index: int) -> dict | None:
@@ -169,75 +283,8 @@ class VideoDataset(torch.utils.data.Dataset):
         item["index"] = torch.tensor(index)
         return self.transform(item) if self.transform is not None else item
 
-    def _read(self, index: int, frames: np.ndarray, streams, accumulate=False) -> CompressedClip:
-        return read_frames(
-            self.sources[index], frames, streams=streams, size=self.size, mv_grid=self.mv_grid,
-            accumulate=accumulate, stream=self.stream, mv_source=self.mv_source,
-            info=self.info(index),
-        )
-
     def _load(self, index: int) -> dict:
-        info = self.info(index)
-        rng = self._rng(index)
-        if self.layout in ("rgb", "mvcgc"):
-            frames = self._clip_indices(info.num_frames, rng)
-            streams = ("rgb",) if self.layout == "rgb" else ("rgb", "mv")
-            clip = self._read(index, frames, streams)
-            item = {"rgb": _chw(clip.rgb), "frame_indices": torch.from_numpy(frames)}
-            if clip.mv is not None:
-                item["mv"] = _chw(clip.mv)
-                item["mv_estimated"] = torch.tensor(clip.mv_estimated)
-            return item
-        if self.layout == "imrnet":
-            return self._imrnet(index, info, rng)
-        return self._coviar(index, info, rng)
-
-    def _imrnet(self, index: int, info: VideoInfo, rng: np.random.Generator) -> dict:
-        gops = len(info.keyframes)
-        if self.sampling == "center" or gops <= self.num_frames:
-            chosen = np.linspace(0, gops - 1, self.num_frames).round().astype(np.int64)
-        else:
-            start = int(rng.integers(0, gops - self.num_frames + 1))
-            chosen = np.arange(start, start + self.num_frames)
-        iframes, mvs, residuals, all_frames = [], [], [], []
-        for g in chosen:
-            length = info.gop_lengths[g]
-            frames = imrnet_frames(info, int(g), self.gop_frames)
-            clip = self._read(index, frames, ("mv", "residual", "iframe"))
-            iframes.append(clip.iframe[0])
-            mv, residual = clip.mv[1:], clip.residual[1:]
-            if length <= 1:
-                mv, residual = np.zeros_like(mv), np.zeros_like(residual)
-            mvs.append(mv)
-            residuals.append(residual)
-            all_frames.append(frames)
-        return {
-            "iframe": _chw(np.stack(iframes)),
-            "mv": _chw(np.stack(mvs)),
-            "residual": _chw(np.stack(residuals)),
-            "frame_indices": torch.from_numpy(np.stack(all_frames)),
-        }
-
-    def _coviar(self, index: int, info: VideoInfo, rng: np.random.Generator) -> dict:
-        total = info.num_frames
-        bounds = np.linspace(0, total, self.num_segments + 1)
-        iframes, mvs, residuals, picked = [], [], [], []
-        for s in range(self.num_segments):
-            lo, hi = int(bounds[s]), max(int(bounds[s]) + 1, int(bounds[s + 1]))
-            hi = min(hi, total)
-            frame = (lo + hi - 1) // 2 if self.sampling == "center" else int(rng.integers(lo, hi))
-            clip = self._read(index, np.array([frame]), ("mv", "residual", "iframe"),
-                              accumulate=True)
-            iframes.append(clip.iframe[0])
-            mvs.append(clip.mv[0])
-            residuals.append(clip.residual[0])
-            picked.append(frame)
-        return {
-            "iframe": _chw(np.stack(iframes)),
-            "mv": _chw(np.stack(mvs)),
-            "residual": _chw(np.stack(residuals)),
-            "frame_indices": torch.tensor(picked),
-        }
+        return self.decoder(self.sources[index], rng=self._rng(index), info=self.info(index))
 
     @staticmethod
     def collate(batch: list[dict | None]) -> dict | None:
