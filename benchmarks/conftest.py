@@ -107,7 +107,17 @@ def _table(group: str, rows: dict) -> str:
                         f"{r['per_s'] / base['per_s']:.2f}x" if base else ""))
         return format_table(["format", "workers", "median s", "videos/s", "clips/s",
                              "bytes/clip", "failures", "vs 1 worker"], out)
-    baselines = {"decode": "decode_only", "layouts": "rgb_same_frames", "motion": "mv_only"}
+    if group == "loader":
+        out = []
+        for (case, method), r in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[1]["median_s"])):
+            base = rows.get((case, "video_to_rgb"))
+            out.append((case, method, f"{r['median_s'] * 1000:.1f}", r["units"],
+                        f"{r['per_s']:.1f}", f"{r.get('mb_per_s', float('nan')):.1f}",
+                        f"{r['per_s'] / base['per_s']:.1f}x" if base else ""))
+        return format_table(["clips", "method", "median ms/pass", "clips/pass", "clips/s",
+                             "MB/s", "vs video_to_rgb"], out)
+    baselines = {"decode": "decode_only", "layouts": "rgb_same_frames", "motion": "mv_only",
+                 "overhead": "torch_dataloader"}
     base = baselines.get(group)
     out = []
     for video in sorted({v for v, _ in rows}):

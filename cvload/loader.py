@@ -23,9 +23,14 @@ itself:
 
 from __future__ import annotations
 
+import collections
+import itertools
 import os
 import time
 import warnings
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from concurrent.futures import wait as futures_wait
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
@@ -218,6 +223,16 @@ class DataLoader(tud.DataLoader):
     per epoch; the rank and world size come from ``torch.distributed`` when it is
     initialised, else from ``RANK``/``WORLD_SIZE``.
 
+    Workers (``worker_type``, shards only): ``"process"`` is torch's worker processes;
+    ``"thread"`` reads shard batches with ``num_workers`` threads of the main process;
+    ``"inline"`` reads each batch in the calling thread when it is asked for. ``"auto"``
+    (the default) reads ``codes`` shards inline: a batch of codes is copied in tenths
+    of a millisecond, less than handing it over from a worker process or thread costs
+    (measured in ``benchmarks/test_bench_loader.py``); ``rgb`` shards with threads (large
+    copies that release the GIL, no second copy into shared memory); everything that
+    decodes (``video`` shards, custom decoding or ``collate_fn``, plain datasets) with
+    torch's worker processes.
+
     Epochs: :meth:`set_epoch` chooses the epoch; without it, each new pass over the
     loader after a complete one moves to the next epoch.
     """
@@ -247,7 +262,11 @@ class DataLoader(tud.DataLoader):
         gpu_transforms: Sequence[Callable] = (),
         seed: int | None = None,
         handler: str | None = None,
+        worker_type: str = "auto",
     ) -> None:
+        if worker_type not in ("auto", "process", "thread", "inline"):
+            raise InvalidArgumentError(f"Invalid worker_type {worker_type!r}. Supported values "
+                                       "are 'auto', 'process', 'thread' and 'inline'.")
         self._shards = isinstance(dataset, ShardDataset)
         default_seed = getattr(dataset, "seed", 0) if self._shards else 0
         self._seed = int(default_seed if seed is None else seed)
@@ -284,6 +303,13 @@ class DataLoader(tud.DataLoader):
             rank, world = distributed_context()
             self.rank, self.world_size = rank, world
             stacked = collate_fn is None
+            copy_only = (dataset.format in ("codes", "rgb") and dataset.decode is None
+                         and stacked and worker_init_fn is None)
+            if worker_type == "auto":
+                worker_type = "process"
+                if copy_only:  # rgb copies are large and release the GIL: threads overlap
+                    worker_type = "inline" if dataset.format == "codes" else "thread"
+            self.worker_type = worker_type
             self._batch_sampler = ShardBatchSampler(
                 dataset, batch_size=batch_size, drop_last=drop_last,
                 shuffle=dataset.shuffle if shuffle is None else shuffle, seed=self._seed,
@@ -300,6 +326,10 @@ class DataLoader(tud.DataLoader):
             object.__setattr__(self, "drop_last", bool(drop_last))
         else:
             self.rank, self.world_size = 0, 1
+            if worker_type in ("thread", "inline"):
+                raise InvalidArgumentError(f"worker_type={worker_type!r} needs a ShardDataset; "
+                                           "other datasets are read by torch's worker processes")
+            self.worker_type = "process"
             if (shuffle and sampler is None and batch_sampler is None and generator is None
                     and not isinstance(dataset, tud.IterableDataset)):
                 generator = self._plain_generator = torch.Generator()
@@ -437,9 +467,57 @@ class DataLoader(tud.DataLoader):
             self._pending_skip = 0 if resume is None else int(resume["batches_yielded"])
             self._resume_base = self._pending_skip
         self._iterating = True
-        inner = super().__iter__()
+        if self._shards and (self.worker_type != "process" or self.num_workers == 0):
+            inner = _thread_batches(self)
+        else:
+            inner = super().__iter__()
         self._pending_skip = 0
         return _Iterator(self, inner)
+
+
+def _thread_batches(loader: DataLoader):
+    """Shard batches read in the main process: inline (in the calling thread), or by
+    ``num_workers`` threads up to ``num_workers * prefetch_factor`` batches ahead,
+    yielded in order (or as they finish with ``in_order=False``; the copy kernel runs
+    without the GIL)."""
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    requests = iter(loader._batch_sampler)
+    fetch, collate = loader.dataset.fetch, loader.collate_fn
+    pin = loader.pin_memory and torch.cuda.is_available()
+    if loader.num_workers == 0 or loader.worker_type == "inline":
+        # in this thread, without torch's per-batch machinery
+        for request in requests:
+            fetched = collate(fetch(request))
+            yield fetched._replace(batch=pin_memory(fetched.batch)) if pin else fetched
+        return
+    depth = loader.num_workers * (loader.prefetch_factor or 2)
+    pool = ThreadPoolExecutor(loader.num_workers, thread_name_prefix="cvload-reader")
+    pending: collections.deque = collections.deque()
+    timeout = loader.timeout or None
+    try:
+        for request in itertools.islice(requests, depth):
+            pending.append(pool.submit(fetch, request))
+        while pending:
+            if loader.in_order:
+                future = pending.popleft()
+            else:
+                done, _ = futures_wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+                future = next(iter(done)) if done else pending[0]
+                pending.remove(future)
+            try:
+                fetched = future.result(timeout=timeout)
+            except FuturesTimeout as err:
+                raise RuntimeError(f"DataLoader timed out after {timeout} seconds") from err
+            request = next(requests, None)
+            if request is not None:
+                pending.append(pool.submit(fetch, request))
+            fetched = collate(fetched)
+            yield fetched._replace(batch=pin_memory(fetched.batch)) if pin else fetched
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _SkipFirst:

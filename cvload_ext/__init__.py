@@ -48,9 +48,11 @@ from cvload_ext.motion import (  # noqa: E402
     subtract,
     warp,
 )
+from cvload_ext.spans import gather_spans  # noqa: E402
 
 __all__ = [
     "JIT_ENABLED",
+    "gather_spans",
     "accumulate_motion",
     "block_match",
     "gather_fields",

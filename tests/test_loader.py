@@ -416,16 +416,19 @@ def _rss_mb(pid):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc (Linux only)")
-def test_memory_stays_flat_over_many_epochs_with_persistent_workers(tmp_path):
+@pytest.mark.parametrize("worker_type", ["process", "thread", "inline"])
+def test_memory_stays_flat_over_many_epochs_with_persistent_workers(tmp_path, worker_type):
     import gc
 
     gc.collect()
     write_codes_shards(tmp_path / "m", shards=8, per_shard=32, shape=(8, 32, 32, 4))
     loader = cvload.DataLoader(cvload.ShardDataset(tmp_path / "m", shuffle=True), batch_size=8,
-                               num_workers=2, persistent_workers=True, drop_last=True)
+                               num_workers=2, persistent_workers=True, drop_last=True,
+                               worker_type=worker_type)
 
-    def rss():  # this process and this loader's (persistent) workers
-        workers = [w.pid for w in loader._iterator._workers]
+    def rss():  # this process and this loader's (persistent) worker processes
+        iterator = loader._iterator if worker_type == "process" else None
+        workers = [w.pid for w in iterator._workers] if iterator is not None else []
         return _rss_mb(os.getpid()) + sum(_rss_mb(pid) for pid in workers)
 
     iterations, base = 0, None
@@ -542,3 +545,38 @@ def test_device_stage_on_cuda_with_workers(codes_dir):
         assert torch.equal(batch["codes"][:, 0, 0, 0, 0].long().cpu() - 1,
                            batch["__index__"].cpu() % 255)
     assert sorted(seen) == list(range(total)) and loader.pin_memory
+
+
+def test_gather_spans_kernel_copies_checks_headers_and_bounds():
+    from cvload_ext import gather_spans
+
+    rng = np.random.default_rng(0)
+    buffer = rng.integers(0, 255, 4096, dtype=np.uint8)
+    header = np.frombuffer(b"HEADER!!", np.uint8)
+    for length, starts in ((16, [0, 64, 200]), (13, [3, 101, 555])):  # aligned / not
+        for s in starts:
+            buffer[s:s + len(header)] = header
+        starts = np.array(starts + [1000, 4090], np.int64)  # wrong header, past the end
+        out = np.zeros((6, length), np.uint8)
+        ok = np.zeros(len(starts), bool)
+        gather_spans(buffer, starts, header, out, np.array([5, 0, 2, 1, 3]), ok)
+        assert ok.tolist() == [True, True, True, False, False]
+        for row, s in zip((5, 0, 2), starts[:3]):
+            assert np.array_equal(out[row], buffer[s + 8:s + 8 + length])
+        assert not out[[1, 3, 4]].any()
+
+
+def test_mixed_code_shapes_in_a_batch(tmp_path):
+    out = tmp_path / "mixed"
+    index = ShardIndex(format="codes")
+    with ShardWriter(out.mkdir() or out / "shard-000000.tar") as writer:
+        for g in range(4):
+            shape = (2, 4, 4, 1) if g != 2 else (2, 8, 8, 1)
+            writer.write(f"k{g}", {"codes.npy": np.full(shape, g, np.uint8)})
+        index.shards.append(writer.close().to_dict())
+    write_index(out, index)
+    with pytest.raises(ShardError, match="do not match the batch"):
+        list(cvload.DataLoader(cvload.ShardDataset(out), batch_size=4))
+    loader = cvload.DataLoader(cvload.ShardDataset(out), batch_size=4, handler="skip")
+    (batch,) = list(loader)
+    assert batch["__key__"] == ["k0", "k1", "k3"] and batch["codes"][:, 0, 0, 0, 0].tolist() == [0, 1, 3]
