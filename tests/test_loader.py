@@ -548,18 +548,29 @@ def test_device_stage_on_cuda_with_workers(codes_dir):
 
 
 def test_gather_spans_kernel_copies_checks_headers_and_bounds():
-    from cvload_ext import gather_spans
+    from cvload_ext import JIT_ENABLED, gather_spans
 
     rng = np.random.default_rng(0)
     buffer = rng.integers(0, 255, 4096, dtype=np.uint8)
+    buffer.setflags(write=False)
+    if JIT_ENABLED:
+        from numba.typed import List
+    else:
+        List = list
     header = np.frombuffer(b"HEADER!!", np.uint8)
     for length, starts in ((16, [0, 64, 200]), (13, [3, 101, 555])):  # aligned / not
+        buffer.setflags(write=True)
         for s in starts:
             buffer[s:s + len(header)] = header
+        buffer.setflags(write=False)
         starts = np.array(starts + [1000, 4090], np.int64)  # wrong header, past the end
         out = np.zeros((6, length), np.uint8)
         ok = np.zeros(len(starts), bool)
-        gather_spans(buffer, starts, header, out, np.array([5, 0, 2, 1, 3]), ok)
+        empty = np.zeros(8, np.uint8)
+        empty.setflags(write=False)
+        buffers = List([empty, buffer])
+        gather_spans(buffers, np.ones(len(starts), np.int64), starts, header, out,
+                     np.array([5, 0, 2, 1, 3]), ok)
         assert ok.tolist() == [True, True, True, False, False]
         for row, s in zip((5, 0, 2), starts[:3]):
             assert np.array_equal(out[row], buffer[s + 8:s + 8 + length])

@@ -20,6 +20,7 @@ import mmap
 import os
 import re
 import tarfile
+import threading
 import time
 from collections import Counter
 from typing import Callable, Iterable, NamedTuple, Sequence
@@ -27,7 +28,7 @@ from typing import Callable, Iterable, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from cvload_ext import gather_spans
+from cvload_ext import JIT_ENABLED, gather_spans
 from cvload.errors import (
     CvloadError,
     InvalidArgumentError,
@@ -63,6 +64,22 @@ def expand_sources(source) -> list[str]:
                 paths.append(expanded)
     seen: set[str] = set()
     return [p for p in paths if not (p in seen or seen.add(p))]
+
+
+def _raise_open_files_limit(wanted: int) -> None:
+    """Every mapped shard holds a file descriptor: lift the soft limit towards the hard
+    one when a dataset has more shards than the soft limit allows (Unix only)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted + 256:
+        target = hard if hard == resource.RLIM_INFINITY else min(hard, wanted + 1024)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
+        except (ValueError, OSError):
+            pass
 
 
 def _scan_tar(path: str) -> dict:
@@ -290,7 +307,8 @@ class ShardDataset(torch.utils.data.Dataset):
         self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.epoch = 0
         self._maps: dict[int, mmap.mmap | None] = {}
-        self._tables: dict[int, tuple] = {}
+        self._tables: dict[str, tuple] = {}
+        self._lock = threading.Lock()
 
     # -- description ---------------------------------------------------------------------
 
@@ -362,10 +380,15 @@ class ShardDataset(torch.utils.data.Dataset):
 
     # -- reading -------------------------------------------------------------------------
 
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_maps"] = {}  # every process maps the shards itself
         state["_tables"] = {}
+        del state["_lock"]
         return state
 
     def _map(self, shard: int):
@@ -559,105 +582,105 @@ class ShardDataset(torch.utils.data.Dataset):
                          "was found to stand in for them", source=self.paths[0] if self.paths
                          else None, hint="check the shards with `cvload inspect --verify`")
 
-    def _codes_table(self, shard: int) -> "_CodesTable":
-        """Per shard, built once per process: where each sample's ``codes.npy`` starts and
-        how long it is, labels (the ``cls`` members, read once), keys, and which samples
-        cannot take the fast path (unsafe members, no codes, past the end of the file)."""
-        table = self._tables.get(shard)
-        if table is not None:
-            return table
-        buffer = self._map(shard)
-        entry = self.entries[shard]
-        count = len(entry["keys"])
-        starts = np.full(count, -1, np.int64)
-        sizes = np.zeros(count, np.int64)
-        labels = np.zeros(count, np.int64)
-        labelled = np.zeros(count, bool)
-        bad = np.zeros(count, bool)
-        for local, key in enumerate(entry["keys"]):
-            members = entry["members"][key]
-            span = members.get("codes.npy")
-            if span is None or any(("." + s).endswith(UNSAFE_SUFFIXES) for s in members):
-                bad[local] = True
+    def _codes_tables(self) -> "_CodesTables":
+        """Where every sample's ``codes.npy`` starts and how long it is, its label (the
+        ``cls`` members, read once) and whether it must take the checked path (unsafe
+        members, no codes, past the end of the file), over all shards. Built once per
+        process, under a lock, before the first batch is copied; read-only afterwards,
+        so reader threads can copy without the GIL while others look things up."""
+        tables = self._tables.get("codes")
+        if tables is not None:
+            return tables
+        with self._lock:
+            tables = self._tables.get("codes")
+            if tables is None:
+                tables = self._build_codes_tables()
+                self._tables["codes"] = tables
+        return tables
+
+    def _build_codes_tables(self) -> "_CodesTables":
+        total = len(self)
+        starts = np.full(total, -1, np.int64)
+        sizes = np.zeros(total, np.int64)
+        labels = np.zeros(total, np.int64)
+        labelled = np.zeros(total, bool)
+        bad = np.ones(total, bool)
+        empty = np.zeros(0, np.uint8)
+        empty.setflags(write=False)  # the same array type as a read-only mmap view
+        buffers = []
+        _raise_open_files_limit(len(self.paths))
+        for shard in range(len(self.paths)):
+            try:
+                buffer = self._map(shard)
+            except CvloadError:  # missing: its samples stay "bad", the checked path raises
+                buffers.append(empty)
                 continue
-            starts[local], sizes[local] = int(span[0]), int(span[1])
-            cls = members.get("cls")
-            if cls is not None:
-                lo, hi = int(cls[0]), int(cls[0]) + int(cls[1])
-                try:
-                    labels[local] = int(bytes(buffer[lo:hi])) if hi <= len(buffer) else 0
-                    labelled[local] = hi <= len(buffer)
-                    bad[local] |= hi > len(buffer)
-                except ValueError:
-                    bad[local] = True
-        view = np.frombuffer(buffer, np.uint8) if len(buffer) else np.zeros(0, np.uint8)
-        table = _CodesTable(starts, sizes, labels, labelled, bad, entry["keys"], view)
-        self._tables[shard] = table
-        return table
+            buffers.append(np.frombuffer(buffer, np.uint8) if len(buffer) else empty)
+            first = int(self._starts[shard])
+            entry = self.entries[shard]
+            for local, key in enumerate(entry["keys"]):
+                members = entry["members"][key]
+                span = members.get("codes.npy")
+                g = first + local
+                if span is None or any(("." + s).endswith(UNSAFE_SUFFIXES) for s in members):
+                    continue
+                starts[g], sizes[g] = int(span[0]), int(span[1])
+                broken = int(span[0]) + int(span[1]) > len(buffer)
+                cls = members.get("cls")
+                if cls is not None:
+                    lo, hi = int(cls[0]), int(cls[0]) + int(cls[1])
+                    try:
+                        labels[g] = int(bytes(buffer[lo:hi])) if hi <= len(buffer) else 0
+                        labelled[g] = True
+                        broken |= hi > len(buffer)
+                    except ValueError:
+                        broken = True
+                bad[g] = broken
+        if JIT_ENABLED:
+            from numba.typed import List
+
+            buffers = List(buffers)
+        keys = [k for e in self.entries for k in e["keys"]]
+        return _CodesTables(starts, sizes, labels, labelled, bad, buffers, keys)
 
     def _codes_batch(self, ids: list[int], counter: SkipCounter, stats: dict) -> dict:
         """Fast path: same-shaped code arrays copied straight from the memory-mapped
-        shards into one preallocated array by a numba kernel (no GIL held), one call per
-        shard in the batch. The first sample's ``.npy`` header is parsed (never
-        unpickled); every other sample's header must match it byte for byte. Anything
-        unusual goes through the checked per-sample path, which raises the precise error."""
+        shards into one preallocated array by one numba kernel call per batch (no GIL
+        held). The batch's first sample's ``.npy`` header is parsed (never unpickled);
+        every other sample's header must match it byte for byte. Anything unusual goes
+        through the checked per-sample path, which raises the precise error."""
         started = time.perf_counter()
         ids_array = np.asarray(ids, np.int64)
         total = len(ids_array)
         shard_of = np.searchsorted(self._starts, ids_array, side="right") - 1
-        if total and (shard_of.min() < 0 or shard_of.max() >= len(self.paths)):
+        if total and (shard_of.min() < 0 or ids_array.max() >= len(self)):
             raise IndexError(f"sample ids out of range for {len(self)} samples")
-        local_of = ids_array - self._starts[shard_of]
+        tables = self._codes_tables()
+        eligible = ~tables.bad[ids_array]
+        out = flat = None
         ok = np.zeros(total, bool)
-        labels = np.zeros(total, np.int64)
-        labelled = np.zeros(total, bool)
-        keys: list = [None] * total
-        out = flat = header = None
-        size = -1
-        slow: list[int] = []
-        shards = np.unique(shard_of).tolist()
-        for shard in shards:
-            rows = np.flatnonzero(shard_of == shard) if len(shards) > 1 else np.arange(total)
+        if eligible.any():
+            row = int(np.argmax(eligible))
+            g, shard = int(ids_array[row]), int(shard_of[row])
+            where = self._where(shard, tables.keys[g], "codes.npy")
             try:
-                table = self._tables.get(shard) or self._codes_table(shard)
+                view = tables.buffers[shard]
+                array = _npy_array(view, int(tables.starts[g]), int(tables.sizes[g]), where)
+                size = int(tables.sizes[g])
+                out = np.empty((total,) + array.shape, array.dtype)
+                flat = out.reshape(total, -1).view(np.uint8)
+                start = int(tables.starts[g])
+                header = view[start:start + size - flat.shape[1]].copy()
             except CvloadError:
-                slow.extend(rows.tolist())
-                continue
-            local = local_of[rows]
-            if out is None:  # the batch's template: the first good sample, fully checked
-                for row, loc in zip(rows.tolist(), local.tolist()):
-                    if table.bad[loc]:
-                        continue
-                    where = self._where(shard, table.keys[loc], "codes.npy")
-                    try:
-                        array = _npy_array(table.view, int(table.starts[loc]),
-                                           int(table.sizes[loc]), where)
-                    except CvloadError:
-                        continue
-                    out = np.empty((total,) + array.shape, array.dtype)
-                    flat = out.reshape(total, -1).view(np.uint8)
-                    size = int(table.sizes[loc])
-                    start = int(table.starts[loc])
-                    header = table.view[start:start + size - flat.shape[1]].copy()
-                    break
-                if out is None:
-                    slow.extend(rows.tolist())
-                    continue
-            fast = ~table.bad[local] & (table.sizes[local] == size)
-            fast_rows = rows[fast]
-            got = np.zeros(len(fast_rows), bool)
-            gather_spans(table.view, table.starts[local[fast]], header, flat, fast_rows, got)
-            good_rows = fast_rows[got]
-            good_local = local_of[good_rows]
-            ok[good_rows] = True
-            labels[good_rows] = table.labels[good_local]
-            labelled[good_rows] = table.labelled[good_local]
-            shard_keys = table.keys
-            for row, loc in zip(good_rows.tolist(), good_local.tolist()):
-                keys[row] = shard_keys[loc]
-            slow.extend(rows[~fast].tolist())
-            slow.extend(fast_rows[~got].tolist())
-        for row in sorted(slow):  # raise (or count) the precise reason
+                out = None
+            if out is not None:
+                fast = eligible & (tables.sizes[ids_array] == size)
+                rows = np.flatnonzero(fast)
+                got = np.zeros(len(rows), bool)
+                gather_spans(tables.buffers, shard_of[rows], tables.starts[ids_array[rows]],
+                             header, flat, rows, got)
+                ok[rows[got]] = True
+        for row in np.flatnonzero(~ok).tolist():  # raise (or count) the precise reason
             index = int(ids_array[row])
             try:
                 sample = self._read_sample(index, 0, self._new_stats())
@@ -667,26 +690,25 @@ class ShardDataset(torch.utils.data.Dataset):
                     source=self._where(int(shard_of[row]), sample["__key__"]))
             except CvloadError as err:
                 counter.handle(err)
-        stats["bytes"] += int(ok.sum()) * max(size, 0)
+        stats["bytes"] += int(tables.sizes[ids_array[ok]].sum())
         stats["read"] += time.perf_counter() - started
         if out is None or not ok.any():
             return {"__key__": []}
         if not ok.all():
-            out, labels, labelled = out[ok], labels[ok], labelled[ok]
-            ids_array = ids_array[ok]
-            keys = [k for k, good in zip(keys, ok.tolist()) if good]
-        batch = {"codes": torch.from_numpy(out), "__key__": keys,
+            out, ids_array = out[ok], ids_array[ok]
+        keys = tables.keys
+        batch = {"codes": torch.from_numpy(out), "__key__": [keys[i] for i in ids_array.tolist()],
                  "__index__": torch.from_numpy(ids_array)}
-        if labelled.any():
-            batch["label"] = torch.from_numpy(labels)
+        if tables.labelled[ids_array].any():
+            batch["label"] = torch.from_numpy(tables.labels[ids_array])
         return batch
 
 
-class _CodesTable(NamedTuple):
+class _CodesTables(NamedTuple):
     starts: np.ndarray
     sizes: np.ndarray
     labels: np.ndarray
     labelled: np.ndarray
     bad: np.ndarray
+    buffers: list
     keys: list
-    view: np.ndarray
