@@ -387,7 +387,7 @@ class ShardDataset(torch.utils.data.Dataset):
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_maps"] = {}  # every process maps the shards itself
-        state["_tables"] = {}
+        state["_tables"] = {}  # tables, mapped buffers and the codes template
         del state["_lock"]
         return state
 
@@ -643,64 +643,80 @@ class ShardDataset(torch.utils.data.Dataset):
         keys = [k for e in self.entries for k in e["keys"]]
         return _CodesTables(starts, sizes, labels, labelled, bad, buffers, keys)
 
+    def _codes_template(self, tables, ids_array, shard_of, eligible) -> tuple | None:
+        """``(size, header, shape, dtype)`` of the batch's first eligible sample, its
+        ``.npy`` header parsed without pickle; None when none parses."""
+        for row in np.flatnonzero(eligible)[:4].tolist():
+            g, shard = int(ids_array[row]), int(shard_of[row])
+            where = self._where(shard, tables.keys[g], "codes.npy")
+            start, size = int(tables.starts[g]), int(tables.sizes[g])
+            try:
+                array = _npy_array(tables.buffers[shard], start, size, where)
+            except CvloadError:
+                continue
+            payload = array.size * array.dtype.itemsize
+            header = np.array(tables.buffers[shard][start:start + size - payload])
+            return size, header, array.shape, array.dtype
+        return None
+
     def _codes_batch(self, ids: list[int], counter: SkipCounter, stats: dict) -> dict:
         """Fast path: same-shaped code arrays copied straight from the memory-mapped
         shards into one preallocated array by one numba kernel call per batch (no GIL
-        held). The batch's first sample's ``.npy`` header is parsed (never unpickled);
-        every other sample's header must match it byte for byte. Anything unusual goes
-        through the checked per-sample path, which raises the precise error."""
+        held). The ``.npy`` header of one sample is parsed (never unpickled) and kept as
+        the template while batches match it; every sample's header must equal it byte
+        for byte. Anything unusual goes through the checked per-sample path, which
+        raises the precise error."""
         started = time.perf_counter()
         ids_array = np.asarray(ids, np.int64)
         total = len(ids_array)
         shard_of = np.searchsorted(self._starts, ids_array, side="right") - 1
-        if total and (shard_of.min() < 0 or ids_array.max() >= len(self)):
-            raise IndexError(f"sample ids out of range for {len(self)} samples")
         tables = self._codes_tables()
         eligible = ~tables.bad[ids_array]
-        out = flat = None
+        sizes = tables.sizes[ids_array]
         ok = np.zeros(total, bool)
-        if eligible.any():
-            row = int(np.argmax(eligible))
-            g, shard = int(ids_array[row]), int(shard_of[row])
-            where = self._where(shard, tables.keys[g], "codes.npy")
-            try:
-                view = tables.buffers[shard]
-                array = _npy_array(view, int(tables.starts[g]), int(tables.sizes[g]), where)
-                size = int(tables.sizes[g])
-                out = np.empty((total,) + array.shape, array.dtype)
-                flat = out.reshape(total, -1).view(np.uint8)
-                start = int(tables.starts[g])
-                header = view[start:start + size - flat.shape[1]].copy()
-            except CvloadError:
-                out = None
-            if out is not None:
-                fast = eligible & (tables.sizes[ids_array] == size)
-                rows = np.flatnonzero(fast)
-                got = np.zeros(len(rows), bool)
-                gather_spans(tables.buffers, shard_of[rows], tables.starts[ids_array[rows]],
-                             header, flat, rows, got)
-                ok[rows[got]] = True
-        for row in np.flatnonzero(~ok).tolist():  # raise (or count) the precise reason
-            index = int(ids_array[row])
-            try:
-                sample = self._read_sample(index, 0, self._new_stats())
-                raise ShardError(
-                    f"codes {tuple(sample['codes'].shape) if 'codes' in sample else 'missing'} "
-                    f"do not match the batch's {None if out is None else out.shape[1:]}",
-                    source=self._where(int(shard_of[row]), sample["__key__"]))
-            except CvloadError as err:
-                counter.handle(err)
-        stats["bytes"] += int(tables.sizes[ids_array[ok]].sum())
-        stats["read"] += time.perf_counter() - started
-        if out is None or not ok.any():
-            return {"__key__": []}
-        if not ok.all():
-            out, ids_array = out[ok], ids_array[ok]
+        out = None
+        template = self._tables.get("template")
+        for attempt in range(2):
+            if template is None or attempt:
+                template = self._codes_template(tables, ids_array, shard_of, eligible)
+                if template is None:
+                    break
+                self._tables["template"] = template
+            size, header, shape, dtype = template
+            fast = eligible & (sizes == size)
+            out = np.empty((total,) + shape, dtype)
+            flat = out.reshape(total, -1).view(np.uint8)
+            rows = np.flatnonzero(fast)
+            got = np.zeros(len(rows), bool)
+            gather_spans(tables.buffers, shard_of[rows], tables.starts[ids_array[rows]],
+                         header, flat, rows, got)
+            ok[rows[got]] = True
+            if ok.any() or not eligible.any():
+                break  # else the shape changed since the template: take this batch's
+        all_ok = bool(ok.all())
+        if not all_ok:
+            for row in np.flatnonzero(~ok).tolist():  # raise (or count) the precise reason
+                index = int(ids_array[row])
+                try:
+                    sample = self._read_sample(index, 0, self._new_stats())
+                    raise ShardError(
+                        f"codes {tuple(sample['codes'].shape) if 'codes' in sample else 'missing'}"
+                        f" do not match the batch's {None if out is None else out.shape[1:]}",
+                        source=self._where(int(shard_of[row]), sample["__key__"]))
+                except CvloadError as err:
+                    counter.handle(err)
+            if out is None or not ok.any():
+                stats["read"] += time.perf_counter() - started
+                return {"__key__": []}
+            out, ids_array, sizes = out[ok], ids_array[ok], sizes[ok]
+        stats["bytes"] += int(sizes.sum())
         keys = tables.keys
         batch = {"codes": torch.from_numpy(out), "__key__": [keys[i] for i in ids_array.tolist()],
                  "__index__": torch.from_numpy(ids_array)}
-        if tables.labelled[ids_array].any():
+        labelled = tables.labelled[ids_array]
+        if labelled.any():
             batch["label"] = torch.from_numpy(tables.labels[ids_array])
+        stats["read"] += time.perf_counter() - started
         return batch
 
 
