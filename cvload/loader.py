@@ -45,6 +45,7 @@ from cvload.shards._reader import BatchRequest, Fetched, ShardDataset, collate_s
 __all__ = ["DataLoader", "LoaderStats", "ShardBatchSampler", "distributed_context"]
 
 STATE_VERSION = 1
+INLINE_SAMPLES = 256  # inline reads take up to this many samples per kernel pass
 STAGES = ("read", "decode", "collate", "transfer", "transforms", "wait")
 
 
@@ -172,6 +173,8 @@ class _ShardCollate:
 
 def _to_device(batch, device: torch.device, non_blocking: bool):
     if isinstance(batch, torch.Tensor):
+        if device.type == "cpu" and batch.device.type == "cpu":
+            return batch  # already there: skip the dispatcher
         return batch.to(device, non_blocking=non_blocking)
     if isinstance(batch, dict):
         return {k: _to_device(v, device, non_blocking) for k, v in batch.items()}
@@ -486,11 +489,18 @@ def _thread_batches(loader: DataLoader):
     fetch, collate = loader.dataset.fetch, loader.collate_fn
     pin = loader.pin_memory and torch.cuda.is_available()
     if loader.num_workers == 0 or loader.worker_type == "inline":
-        # in this thread, without torch's per-batch machinery
-        for request in requests:
-            fetched = collate(fetch(request))
-            yield fetched._replace(batch=pin_memory(fetched.batch)) if pin else fetched
-        return
+        # in this thread, without torch's per-batch machinery; codes batches are read
+        # a few at a time (one kernel pass), each yielded as its own view
+        group = max(1, min(8, INLINE_SAMPLES // max(1, loader._batch_sampler.batch_size)))
+        while True:
+            chunk = list(itertools.islice(requests, group))
+            if not chunk:
+                return
+            for fetched in loader.dataset.fetch_many(chunk):
+                if isinstance(fetched, BaseException):
+                    raise fetched
+                fetched = collate(fetched)
+                yield fetched._replace(batch=pin_memory(fetched.batch)) if pin else fetched
     depth = loader.num_workers * (loader.prefetch_factor or 2)
     pool = ThreadPoolExecutor(loader.num_workers, thread_name_prefix="cvload-reader")
     pending: collections.deque = collections.deque()

@@ -340,6 +340,14 @@ def test_corrupt_truncated_and_missing_shards(codes_dir):
         strict[total - 1]
     with pytest.raises(ShardError):
         list(cvload.DataLoader(strict, batch_size=4))
+    for worker_type, workers in (("inline", 0), ("thread", 2), ("process", 2)):
+        # batches before the bad one are still yielded, whatever reads ahead
+        loader = cvload.DataLoader(cvload.ShardDataset(directory), batch_size=1,
+                                   worker_type=worker_type, num_workers=workers)
+        iterator = iter(loader)
+        assert [int(next(iterator)["__index__"]) for _ in range(2)] == [0, 1]
+        with pytest.raises(ShardError, match=key2):
+            next(iterator)
 
     for handler in ("skip", "warn"):
         loader = cvload.DataLoader(cvload.ShardDataset(directory), batch_size=4, handler=handler,
