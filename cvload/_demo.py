@@ -4,7 +4,9 @@ It grows as the project does: today it generates real H.264 videos (with and wit
 B-frames, five motion classes), probes them, decodes every compressed-domain layout
 through a 2-worker torch DataLoader, checks the motion read from the bitstream against
 the ground truth each class was made with, then trains a small neural codec on some of the
-videos and compares it with JPEG and H.264 at the same bytes on the others.
+videos and compares it with JPEG and H.264 at the same bytes on the others, packs the
+clips as codes, video and rgb shards, and reads them back through ``cvload.DataLoader``
+(throughput, an exact two-rank split, a mid-epoch resume, a device transform).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+
+import torch
 
 from cvload._util import cache_dir, format_table
 
@@ -23,12 +27,12 @@ def run(root: str | os.PathLike[str] | None = None, *, videos_per_class: int = 2
     from cvload.synthetic import make_dataset
 
     root = Path(root) if root is not None else cache_dir("demo", "videos")
-    print_fn(f"[1/5] synthetic labelled videos in {root}")
+    print_fn(f"[1/6] synthetic labelled videos in {root}")
     start = time.perf_counter()
     videos = make_dataset(root, videos_per_class=videos_per_class)
     print_fn(f"      {len(videos)} videos ready in {time.perf_counter() - start:.2f}s")
 
-    print_fn("[2/5] probe")
+    print_fn("[2/6] probe")
     rows, infos = [], []
     for v in videos:
         info = probe(v.path)
@@ -46,15 +50,102 @@ def run(root: str | os.PathLike[str] | None = None, *, videos_per_class: int = 2
     layouts = decode_layouts(videos, print_fn=print_fn)
     codec = codec_step(videos, cache_dir("demo"), steps=codec_steps, print_fn=print_fn)
     shards = pack_step(root, cache_dir("demo"), codec["path"], print_fn=print_fn)
+    loading = loader_step(cache_dir("demo"), codec["path"], print_fn=print_fn)
     return {"root": str(root), "videos": videos, "infos": infos, "layouts": layouts,
-            "codec": codec, "shards": shards}
+            "codec": codec, "shards": shards, "loader": loading}
+
+
+class _EmbedCodes(torch.nn.Module):
+    """A device transform for the demo: codes -> the codec's float latents, batched."""
+
+    def __init__(self, codec) -> None:
+        super().__init__()
+        self.codec = codec
+
+    @torch.no_grad()
+    def forward(self, batch: dict) -> dict:
+        return dict(batch, latents=self.codec.embed(batch["codes"].long()))
+
+
+def loader_step(workdir, codec_path, *, print_fn=print) -> dict:
+    """Step 6: read the shards back through cvload.DataLoader: throughput per format,
+    an exact two-rank split, a mid-epoch resume, and a device transform."""
+    import cvload
+    from cvload.codec import VideoCodec
+
+    print_fn("[6/6] read the shards with cvload.DataLoader (shuffled, 2 workers)")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    rows, out = [], {}
+    for fmt in ("codes", "rgb", "video"):
+        directory = os.path.join(workdir, f"shards-{fmt}")
+        transforms = []
+        if fmt == "codes":
+            codec = VideoCodec.load(codec_path).to(device).eval()
+            transforms = [_EmbedCodes(codec)]
+        loader = cvload.DataLoader(cvload.ShardDataset(directory, shuffle=True, seed=0),
+                                   batch_size=8, num_workers=2, device=device,
+                                   gpu_transforms=transforms)
+        start = time.perf_counter()
+        shapes = None
+        for batch in loader:
+            main = batch.get("latents", batch.get("codes", batch.get("rgb")))
+            shapes = f"{tuple(main.shape)} {str(main.dtype).replace('torch.', '')} on {main.device.type}"
+        seconds = time.perf_counter() - start
+        stats = loader.stats
+        rows.append((fmt, loader.worker_type, stats.samples, len(loader),
+                     f"{stats.samples / seconds:.0f}", f"{stats.bytes_read / 1e6:.2f}", shapes))
+        out[fmt] = stats.as_dict()
+    print_fn(format_table(["format", "workers", "clips", "batches", "clips/s incl. start",
+                           "MB read", "first tensor of a batch (after the device stage)"], rows))
+
+    # two ranks, as torchrun would set them: same batch count, every clip exactly once
+    directory = os.path.join(workdir, "shards-codes")
+    seen, counts = [], []
+    saved_env = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE")}
+    try:
+        for rank in range(2):
+            os.environ.update(RANK=str(rank), WORLD_SIZE="2")
+            loader = cvload.DataLoader(cvload.ShardDataset(directory, shuffle=True),
+                                       batch_size=4)
+            batches = [b["__index__"].tolist() for b in loader]
+            counts.append(len(batches))
+            seen += [i for b in batches for i in b]
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    total = len(cvload.ShardDataset(directory))
+    split_ok = counts[0] == counts[1] and set(seen) == set(range(total))
+    print_fn(f"      2 ranks: {counts[0]} and {counts[1]} batches, {len(set(seen))}/{total} clips "
+             f"covered, {len(seen) - total} padded repeat(s): {'ok' if split_ok else 'WRONG'}")
+
+    # stop after 3 batches, resume in a new loader with another worker count
+    first = cvload.DataLoader(cvload.ShardDataset(directory, shuffle=True), batch_size=4,
+                              num_workers=0)
+    reference = [b["__index__"].tolist() for b in first]
+    first = cvload.DataLoader(cvload.ShardDataset(directory, shuffle=True), batch_size=4)
+    iterator = iter(first)
+    head = [next(iterator)["__index__"].tolist() for _ in range(3)]
+    state = first.state_dict()
+    resumed = cvload.DataLoader(cvload.ShardDataset(directory, shuffle=True), batch_size=4,
+                                num_workers=2, worker_type="process")
+    resumed.load_state_dict(state)
+    rest = [b["__index__"].tolist() for b in resumed]
+    resume_ok = head + rest == reference
+    print_fn(f"      resume after 3 of {len(reference)} batches (0 -> 2 worker processes): "
+             f"{len(rest)} batches, the rest of the epoch in order: "
+             f"{'ok' if resume_ok else 'WRONG'}")
+    out.update(split_ok=split_ok, resume_ok=resume_ok)
+    return out
 
 
 def pack_step(root, workdir, codec_path, *, print_fn=print) -> dict:
     """Step 5: the same clips as codes, video and rgb shards; bytes per clip."""
     from cvload.shards import inspect_shards, pack
 
-    print_fn("[5/5] pack the labelled videos into WebDataset shards (cvload pack)")
+    print_fn("[5/6] pack the labelled videos into WebDataset shards (cvload pack)")
     rows, results = [], {}
     for fmt, options in (("codes", {"codec": codec_path}), ("video", {}), ("rgb", {"size": 64})):
         out = os.path.join(workdir, f"shards-{fmt}")
@@ -76,7 +167,7 @@ def codec_step(videos, workdir, *, steps: int = 150, print_fn=print) -> dict:
     from cvload.codec._eval import evaluate, format_report
     from cvload.codec._model import VideoCodec
 
-    print_fn(f"[4/5] neural codec: train {steps} steps on CPU/GPU, evaluate on held-out videos")
+    print_fn(f"[4/6] neural codec: train {steps} steps on CPU/GPU, evaluate on held-out videos")
     held_out = [v.path for v in videos if v.seed % 1000 == 1][:2]
     training = [v.path for v in videos if v.path not in held_out]
     config = CodecConfig(clip_frames=8, size=(64, 64), temporal_stride=2, spatial_stride=8,
@@ -105,7 +196,7 @@ def decode_layouts(videos, *, print_fn=print) -> dict:
 
     from cvload import VideoDataset
 
-    print_fn("[3/5] decode compressed-domain layouts (DataLoader, 2 workers)")
+    print_fn("[3/6] decode compressed-domain layouts (DataLoader, 2 workers)")
     paths, labels = [v.path for v in videos], [v.label for v in videos]
     rows, shapes = [], {}
     for layout in ("rgb", "mvcgc", "imrnet", "coviar"):

@@ -77,6 +77,10 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert {"neural", "jpeg", "h264"} <= set(result["codec"]) and "H.264" in out
     assert {r.format for r in result["shards"].values()} == {"codes", "video", "rgb"}
     assert all(r.index and r.clips > 0 for r in result["shards"].values())
+    loading = result["loader"]
+    assert loading["split_ok"] and loading["resume_ok"] and "[6/6]" in out
+    assert loading["codes"]["samples"] == result["shards"]["codes"].clips
+    assert loading["video"]["samples"] == result["shards"]["video"].clips
     run(tmp_path / "demo", videos_per_class=2, codec_steps=4)
     assert os.path.getmtime(result["videos"][0].path) == mtime
 

@@ -556,33 +556,44 @@ def test_device_stage_on_cuda_with_workers(codes_dir):
 
 
 def test_gather_spans_kernel_copies_checks_headers_and_bounds():
-    from cvload_ext import JIT_ENABLED, gather_spans
+    from cvload_ext import gather_spans
 
     rng = np.random.default_rng(0)
     buffer = rng.integers(0, 255, 4096, dtype=np.uint8)
-    buffer.setflags(write=False)
-    if JIT_ENABLED:
-        from numba.typed import List
-    else:
-        List = list
+    other = np.zeros(8, np.uint8)
     header = np.frombuffer(b"HEADER!!", np.uint8)
     for length, starts in ((16, [0, 64, 200]), (13, [3, 101, 555])):  # aligned / not
-        buffer.setflags(write=True)
         for s in starts:
             buffer[s:s + len(header)] = header
-        buffer.setflags(write=False)
         starts = np.array(starts + [1000, 4090], np.int64)  # wrong header, past the end
         out = np.zeros((6, length), np.uint8)
         ok = np.zeros(len(starts), bool)
-        empty = np.zeros(8, np.uint8)
-        empty.setflags(write=False)
-        buffers = List([empty, buffer])
-        gather_spans(buffers, np.ones(len(starts), np.int64), starts, header, out,
+        addresses = np.array([other.ctypes.data, buffer.ctypes.data], np.int64)
+        lengths = np.array([len(other), len(buffer)], np.int64)
+        gather_spans(addresses, lengths, np.ones(len(starts), np.int64), starts, header, out,
                      np.array([5, 0, 2, 1, 3]), ok)
         assert ok.tolist() == [True, True, True, False, False]
         for row, s in zip((5, 0, 2), starts[:3]):
             assert np.array_equal(out[row], buffer[s + 8:s + 8 + length])
         assert not out[[1, 3, 4]].any()
+
+
+def test_codes_path_without_jit(codes_dir):
+    """CVLOAD_DISABLE_JIT=1: the same kernel as plain Python (through ctypes views)."""
+    directory, total = codes_dir
+    code = ("import cvload, cvload_ext, json, sys;"
+            "from tests.test_loader import test_gather_spans_kernel_copies_checks_headers_and_bounds as t;"
+            "t();"
+            f"b = list(cvload.DataLoader(cvload.ShardDataset({str(directory)!r}), batch_size=8));"
+            "print(json.dumps([cvload_ext.JIT_ENABLED, [x['codes'][:, 0, 0, 0, 0].tolist() for x in b]]))")
+    env = {**os.environ, "CVLOAD_DISABLE_JIT": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=os.path.dirname(HERE),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import json
+
+    enabled, values = json.loads(out.stdout)
+    assert enabled is False and [v for b in values for v in b] == list(range(total))
 
 
 def test_mixed_code_shapes_in_a_batch(tmp_path):

@@ -28,7 +28,7 @@ from typing import Callable, Iterable, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from cvload_ext import JIT_ENABLED, gather_spans
+from cvload_ext import gather_spans
 from cvload.errors import (
     CvloadError,
     InvalidArgumentError,
@@ -627,7 +627,8 @@ class ShardDataset(torch.utils.data.Dataset):
         ``cls`` members, read once) and whether it must take the checked path (unsafe
         members, no codes, past the end of the file), over all shards. Built once per
         process, under a lock, before the first batch is copied; read-only afterwards,
-        so reader threads can copy without the GIL while others look things up."""
+        so reader threads can copy without the GIL while others look things up. The
+        mapped shards stay referenced here, so the addresses the kernel reads stay valid."""
         tables = self._tables.get("codes")
         if tables is not None:
             return tables
@@ -646,7 +647,6 @@ class ShardDataset(torch.utils.data.Dataset):
         labelled = np.zeros(total, bool)
         bad = np.ones(total, bool)
         empty = np.zeros(0, np.uint8)
-        empty.setflags(write=False)  # the same array type as a read-only mmap view
         buffers = []
         _raise_open_files_limit(len(self.paths))
         for shard in range(len(self.paths)):
@@ -676,12 +676,11 @@ class ShardDataset(torch.utils.data.Dataset):
                     except ValueError:
                         broken = True
                 bad[g] = broken
-        if JIT_ENABLED:
-            from numba.typed import List
-
-            buffers = List(buffers)
+        addresses = np.array([b.ctypes.data for b in buffers], np.int64)
+        lengths = np.array([len(b) for b in buffers], np.int64)
         keys = [k for e in self.entries for k in e["keys"]]
-        return _CodesTables(starts, sizes, labels, labelled, bad, buffers, keys)
+        return _CodesTables(starts, sizes, labels, labelled, bad, buffers, addresses, lengths,
+                            keys)
 
     def _codes_template(self, tables, ids_array, shard_of, eligible) -> tuple | None:
         """``(size, header, shape, dtype)`` of the batch's first eligible sample, its
@@ -727,8 +726,8 @@ class ShardDataset(torch.utils.data.Dataset):
             flat = out.reshape(total, -1).view(np.uint8)
             rows = np.flatnonzero(fast)
             got = np.zeros(len(rows), bool)
-            gather_spans(tables.buffers, shard_of[rows], tables.starts[ids_array[rows]],
-                         header, flat, rows, got)
+            gather_spans(tables.addresses, tables.lengths, shard_of[rows],
+                         tables.starts[ids_array[rows]], header, flat, rows, got)
             ok[rows[got]] = True
             if ok.any() or not eligible.any():
                 break  # else the shape changed since the template: take this batch's
@@ -779,5 +778,7 @@ class _CodesTables(NamedTuple):
     labels: np.ndarray
     labelled: np.ndarray
     bad: np.ndarray
-    buffers: list
+    buffers: list  # the mapped shards: they stay alive while their addresses are used
+    addresses: np.ndarray
+    lengths: np.ndarray
     keys: list
