@@ -89,13 +89,15 @@ def loader_step(workdir, codec_path, *, print_fn=print) -> dict:
         shapes = None
         for batch in loader:
             main = batch.get("latents", batch.get("codes", batch.get("rgb")))
-            shapes = f"{tuple(main.shape)} {str(main.dtype).replace('torch.', '')} on {main.device.type}"
+            if shapes is None:
+                shapes = (f"{tuple(main.shape)} {str(main.dtype).replace('torch.', '')} "
+                          f"on {main.device.type}")
         seconds = time.perf_counter() - start
         stats = loader.stats
         rows.append((fmt, loader.worker_type, stats.samples, len(loader),
                      f"{stats.samples / seconds:.0f}", f"{stats.bytes_read / 1e6:.2f}", shapes))
         out[fmt] = stats.as_dict()
-    print_fn(format_table(["format", "workers", "clips", "batches", "clips/s incl. start",
+    print_fn(format_table(["format", "workers", "clips", "batches", "clips/s incl. first batch",
                            "MB read", "first tensor of a batch (after the device stage)"], rows))
 
     # two ranks, as torchrun would set them: same batch count, every clip exactly once

@@ -65,8 +65,9 @@ class LoaderStats:
     """What the loader did, summed over batches (and over epochs until :meth:`reset`).
 
     ``seconds`` per stage: ``read`` and ``decode`` (in workers, summed over them),
-    ``collate`` (workers), ``transfer`` (to the device), ``transforms`` (the
-    ``gpu_transforms``), ``wait`` (the main process waiting for the next batch).
+    ``collate`` (workers), ``transfer`` (issuing the copies to the device), ``transforms``
+    (the ``gpu_transforms``; on CUDA their GPU time, from events, without synchronising),
+    ``wait`` (the main process waiting for the next batch).
     """
 
     samples: int = 0
@@ -88,7 +89,7 @@ class LoaderStats:
 
     def __str__(self) -> str:
         stages = ", ".join(f"{k} {v:.3f}s" for k, v in self.seconds.items())
-        return (f"{self.samples} samples in {self.batches} batches, {self.bytes_read / 1e6:.1f} MB "
+        return (f"{self.samples} samples in {self.batches} batches, {self.bytes_read / 1e6:.2f} MB "
                 f"read, skipped {dict(self.skipped) or 0}; {stages}")
 
 
@@ -558,6 +559,7 @@ class _Iterator:
         self.cuda = device is not None and device.type == "cuda"
         self.stream = torch.cuda.Stream(device) if self.cuda else None
         self.ahead: tuple | None = None
+        self.timings: list = []
         self.done = False
         self.plain_seq = 0
 
@@ -613,17 +615,23 @@ class _Iterator:
             return seq, batch
 
     def _transfer(self, batch):
+        """Start moving ``batch`` to the device: on CUDA, on the side stream, returning
+        the event the consumer's stream waits for (the copies run while the previous
+        batch is being used)."""
         loader = self.loader
         if loader._device is None:
-            return batch
+            return batch, None
         started = time.perf_counter()
+        event = None
         if self.cuda:
             with torch.cuda.stream(self.stream):
                 batch = _to_device(batch, loader._device, loader._non_blocking)
+                event = torch.cuda.Event()
+                event.record(self.stream)
         else:
             batch = _to_device(batch, loader._device, False)
         loader.stats.seconds["transfer"] += time.perf_counter() - started
-        return batch
+        return batch, event
 
     def __next__(self):
         loader = self.loader
@@ -633,33 +641,48 @@ class _Iterator:
         if current is None:
             self._finish()
             raise StopIteration
+        # start the next batch's copy before handing this one out
         self.ahead = self._pull() if self.cuda else None
-        seq, batch = current
+        seq, batch, event = current
         if self.cuda:
-            started = time.perf_counter()
-            torch.cuda.current_stream(loader._device).wait_stream(self.stream)
-            _record_stream(batch, torch.cuda.current_stream(loader._device))
-            loader.stats.seconds["transfer"] += time.perf_counter() - started
+            stream = torch.cuda.current_stream(loader._device)
+            stream.wait_event(event)  # this batch's copies only, not the next one's
+            _record_stream(batch, stream)  # memory made on the side stream, used here
+            self._collect_timings()
         if loader._gpu_transforms:
             started = time.perf_counter()
+            if self.cuda:
+                begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(
+                    enable_timing=True)
+                begin.record(stream)
             for transform in loader._gpu_transforms:
                 batch = transform(batch)
             if self.cuda:
-                torch.cuda.current_stream(loader._device).synchronize()
-            loader.stats.seconds["transforms"] += time.perf_counter() - started
+                end.record(stream)
+                self.timings.append((begin, end))  # GPU time, read once it has happened
+            else:
+                loader.stats.seconds["transforms"] += time.perf_counter() - started
         loader._yielded.add(seq)
         loader.stats.batches += 1
         return batch
+
+    def _collect_timings(self, wait: bool = False) -> None:
+        while self.timings and (wait or self.timings[0][1].query()):
+            begin, end = self.timings.pop(0)
+            end.synchronize()
+            self.loader.stats.seconds["transforms"] += begin.elapsed_time(end) / 1000
 
     def _pull(self):
         fetched = self._fetch()
         if fetched is None:
             return None
         seq, batch = fetched
-        return seq, self._transfer(batch)
+        return (seq, *self._transfer(batch))
 
     def _finish(self) -> None:
         self.done = True
+        if self.cuda:
+            self._collect_timings(wait=True)
         loader = self.loader
         loader._completed_epoch = True
         loader._iterating = False
