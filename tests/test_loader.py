@@ -365,6 +365,20 @@ def test_corrupt_truncated_and_missing_shards(codes_dir):
         assert loader.stats.samples == len(got)
 
 
+def test_missing_shard_of_a_pattern_without_index(codes_dir, tmp_path):
+    directory, total = codes_dir
+    bare = tmp_path / "bare"
+    shutil.copytree(directory, bare)
+    os.remove(bare / "index.json")
+    os.remove(bare / "shard-000002.tar")
+    pattern = str(bare / "shard-{000000..000004}.tar")
+    with pytest.raises(ShardError, match="shard-000002.tar.*missing"):
+        cvload.ShardDataset(pattern)
+    ds = cvload.ShardDataset(pattern, handler="skip")
+    assert len(ds) == total - 7 and ds.skipped.counts["ShardError"] == 1
+    assert len(flat(ids_of(cvload.DataLoader(ds, batch_size=5)))) == total - 7
+
+
 def test_fully_failed_batch_is_replaced_so_ranks_stay_equal(codes_dir):
     directory, total = codes_dir
     index = read_index(directory)
