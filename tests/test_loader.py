@@ -624,3 +624,44 @@ def test_mixed_code_shapes_in_a_batch(tmp_path):
     loader = cvload.DataLoader(cvload.ShardDataset(out), batch_size=4, handler="skip")
     (batch,) = list(loader)
     assert batch["__key__"] == ["k0", "k1", "k3"] and batch["codes"][:, 0, 0, 0, 0].tolist() == [0, 1, 3]
+
+
+def test_rgb_shards_of_jpeg_frames(tmp_path):
+    """The other rgb layout of the shard format: KEY.NNNN.jpg members, one per frame."""
+    from PIL import Image
+
+    out = tmp_path / "jpg"
+    out.mkdir()
+    index = ShardIndex(format="rgb")
+    frames = np.zeros((3, 16, 24, 3), np.uint8)
+    frames[..., 0] = np.arange(3)[:, None, None] * 80  # a different red level per frame
+    with ShardWriter(out / "shard-000000.tar") as writer:
+        for key in ("a", "b"):
+            members = {"cls": 1}
+            for t, frame in enumerate(frames):
+                buffer = io.BytesIO()
+                Image.fromarray(frame).save(buffer, format="JPEG", quality=95)
+                members[f"{t:04d}.jpg"] = buffer.getvalue()
+            writer.write(key, members)
+        index.shards.append(writer.close().to_dict())
+    write_index(out, index)
+    (batch,) = list(cvload.DataLoader(cvload.ShardDataset(out), batch_size=2))
+    assert batch["rgb"].shape == (2, 3, 3, 16, 24) and batch["rgb"].dtype == torch.uint8
+    reds = batch["rgb"][0, :, 0].float().mean(dim=(1, 2))
+    assert torch.allclose(reds, torch.tensor([0.0, 80.0, 160.0]), atol=3)
+    assert batch["label"].tolist() == [1, 1]
+
+
+@pytest.mark.parametrize("worker_type", ["thread", "process"])
+def test_out_of_order_delivery_still_resumes_exactly(codes_dir, worker_type):
+    directory, total = codes_dir
+    kwargs = dict(batch_size=3, num_workers=2, in_order=False, worker_type=worker_type,
+                  collate_fn=None)
+    loader = cvload.DataLoader(cvload.ShardDataset(directory, shuffle=True), **kwargs)
+    iterator = iter(loader)
+    head = [i for _ in range(4) for i in next(iterator)["__index__"].tolist()]
+    state = loader.state_dict()
+    resumed = cvload.DataLoader(cvload.ShardDataset(directory, shuffle=True), batch_size=3)
+    resumed.load_state_dict(state)
+    rest = flat(ids_of(resumed))
+    assert sorted(head + rest) == list(range(total)) and not set(head) & set(rest)
