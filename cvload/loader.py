@@ -172,10 +172,19 @@ class _ShardCollate:
 # -- the device stage ----------------------------------------------------------------------
 
 
+def _has_device_tensor(batch) -> bool:
+    """Whether anything in the batch lives off the CPU (cheap: no rebuilding)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.device.type != "cpu"
+    if isinstance(batch, dict):
+        return any(_has_device_tensor(v) for v in batch.values())
+    if isinstance(batch, (list, tuple)):
+        return any(_has_device_tensor(v) for v in batch if not isinstance(v, (str, int)))
+    return False
+
+
 def _to_device(batch, device: torch.device, non_blocking: bool):
     if isinstance(batch, torch.Tensor):
-        if device.type == "cpu" and batch.device.type == "cpu":
-            return batch  # already there: skip the dispatcher
         return batch.to(device, non_blocking=non_blocking)
     if isinstance(batch, dict):
         return {k: _to_device(v, device, non_blocking) for k, v in batch.items()}
@@ -482,33 +491,36 @@ class DataLoader(tud.DataLoader):
 def _thread_batches(loader: DataLoader):
     """Shard batches read in the main process: inline (in the calling thread), or by
     ``num_workers`` threads up to ``num_workers * prefetch_factor`` batches ahead,
-    yielded in order (or as they finish with ``in_order=False``; the copy kernel runs
-    without the GIL)."""
+    yielded in order (or as they finish with ``in_order=False``). Codes batches are read
+    a few at a time (one kernel pass, which runs without the GIL, so threads copy in
+    parallel), each yielded as its own view."""
     from torch.utils.data._utils.pin_memory import pin_memory
 
     requests = iter(loader._batch_sampler)
-    fetch, collate = loader.dataset.fetch, loader.collate_fn
+    fetch_many, collate = loader.dataset.fetch_many, loader.collate_fn
     pin = loader.pin_memory and torch.cuda.is_available()
+    group = max(1, min(8, INLINE_SAMPLES // max(1, loader._batch_sampler.batch_size)))
+    chunks = iter(lambda: list(itertools.islice(requests, group)), [])
+
+    def deliver(results):
+        for fetched in results:
+            if isinstance(fetched, BaseException):
+                raise fetched
+            fetched = collate(fetched)
+            yield fetched._replace(batch=pin_memory(fetched.batch)) if pin else fetched
+
     if loader.num_workers == 0 or loader.worker_type == "inline":
-        # in this thread, without torch's per-batch machinery; codes batches are read
-        # a few at a time (one kernel pass), each yielded as its own view
-        group = max(1, min(8, INLINE_SAMPLES // max(1, loader._batch_sampler.batch_size)))
-        while True:
-            chunk = list(itertools.islice(requests, group))
-            if not chunk:
-                return
-            for fetched in loader.dataset.fetch_many(chunk):
-                if isinstance(fetched, BaseException):
-                    raise fetched
-                fetched = collate(fetched)
-                yield fetched._replace(batch=pin_memory(fetched.batch)) if pin else fetched
-    depth = loader.num_workers * (loader.prefetch_factor or 2)
+        for chunk in chunks:
+            yield from deliver(fetch_many(chunk))
+        return
+    depth = max(loader.num_workers,
+                -(-loader.num_workers * (loader.prefetch_factor or 2) // group))
     pool = ThreadPoolExecutor(loader.num_workers, thread_name_prefix="cvload-reader")
     pending: collections.deque = collections.deque()
     timeout = loader.timeout or None
     try:
-        for request in itertools.islice(requests, depth):
-            pending.append(pool.submit(fetch, request))
+        for chunk in itertools.islice(chunks, depth):
+            pending.append(pool.submit(fetch_many, chunk))
         while pending:
             if loader.in_order:
                 future = pending.popleft()
@@ -517,14 +529,13 @@ def _thread_batches(loader: DataLoader):
                 future = next(iter(done)) if done else pending[0]
                 pending.remove(future)
             try:
-                fetched = future.result(timeout=timeout)
+                results = future.result(timeout=timeout)
             except FuturesTimeout as err:
                 raise RuntimeError(f"DataLoader timed out after {timeout} seconds") from err
-            request = next(requests, None)
-            if request is not None:
-                pending.append(pool.submit(fetch, request))
-            fetched = collate(fetched)
-            yield fetched._replace(batch=pin_memory(fetched.batch)) if pin else fetched
+            chunk = next(chunks, None)
+            if chunk is not None:
+                pending.append(pool.submit(fetch_many, chunk))
+            yield from deliver(results)
     finally:
         for future in pending:
             future.cancel()
@@ -559,6 +570,7 @@ class _Iterator:
         self.cuda = device is not None and device.type == "cuda"
         self.stream = torch.cuda.Stream(device) if self.cuda else None
         self.ahead: tuple | None = None
+        self.bare = device is None and not loader._gpu_transforms
         self.timings: list = []
         self.done = False
         self.plain_seq = 0
@@ -572,6 +584,7 @@ class _Iterator:
     def _fetch(self):
         """The next (seq, batch) from torch's iterator, counted; None at the end."""
         loader, stats = self.loader, self.loader.stats
+        seconds = stats.seconds
         while True:
             started = time.perf_counter()
             try:
@@ -587,7 +600,7 @@ class _Iterator:
                 stats.batches_skipped += 1
                 self.plain_seq += 1
                 continue
-            stats.seconds["wait"] += time.perf_counter() - started
+            seconds["wait"] += time.perf_counter() - started
             if loader._shards:
                 seq, batch, worker, _ = item
                 for stage in ("read", "decode", "collate"):
@@ -628,7 +641,7 @@ class _Iterator:
                 batch = _to_device(batch, loader._device, loader._non_blocking)
                 event = torch.cuda.Event()
                 event.record(self.stream)
-        else:
+        elif loader._device.type != "cpu" or _has_device_tensor(batch):
             batch = _to_device(batch, loader._device, False)
         loader.stats.seconds["transfer"] += time.perf_counter() - started
         return batch, event
@@ -637,6 +650,14 @@ class _Iterator:
         loader = self.loader
         if self.done:
             raise StopIteration
+        if self.bare:  # no device stage: the shortest way through
+            fetched = self._fetch()
+            if fetched is None:
+                self._finish()
+                raise StopIteration
+            loader._yielded.add(fetched[0])
+            loader.stats.batches += 1
+            return fetched[1]
         current = self.ahead if self.ahead is not None else self._pull()
         if current is None:
             self._finish()
