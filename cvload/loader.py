@@ -449,7 +449,18 @@ class DataLoader(tud.DataLoader):
     # -- iteration ---------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._batch_sampler) if self._shards else super().__len__()
+        if self._shards:
+            self._sync_ranks()
+            return len(self._batch_sampler)
+        return super().__len__()
+
+    def _sync_ranks(self) -> None:
+        """Follow torch.distributed when it was initialised after the loader was made
+        (RANK / WORLD_SIZE are read once, when the loader is made)."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = distributed_context()
+            self.rank = self._batch_sampler.rank = rank
+            self.world_size = self._batch_sampler.world_size = world
 
     def __iter__(self):
         if self._completed_epoch and not self._epoch_set:
@@ -460,6 +471,7 @@ class DataLoader(tud.DataLoader):
         self._resume = None
         self._yielded = set()
         if self._shards:
+            self._sync_ranks()
             sampler = self._batch_sampler
             sampler.epoch = self._epoch
             sampler.seed = self._seed
