@@ -286,6 +286,11 @@ class DataLoader(tud.DataLoader):
         dataset_handler = getattr(getattr(dataset, "skipped", None), "handler", None)
         self._handler = check_handler(handler or dataset_handler or "raise")
         self._device = None if device is None else torch.device(device)
+        if self._device is not None and self._device.type == "cuda" \
+                and not torch.cuda.is_available():
+            raise InvalidArgumentError(
+                f"device={device!r} but torch sees no CUDA device",
+                hint="pass device='cpu' (the same stage runs on the CPU), or None")
         self._non_blocking = bool(non_blocking)
         self._gpu_transforms = tuple(gpu_transforms)
         for transform in self._gpu_transforms:

@@ -553,6 +553,11 @@ def test_device_stage_and_gpu_transforms_on_cpu(codes_dir):
         cvload.DataLoader(cvload.ShardDataset(directory), gpu_transforms=[3])
     with pytest.raises(InvalidArgumentError, match="leave sampler and batch_sampler unset"):
         cvload.DataLoader(cvload.ShardDataset(directory), sampler=range(3))
+    with pytest.raises(InvalidArgumentError, match="worker_type"):
+        cvload.DataLoader(cvload.ShardDataset(directory), worker_type="fibers")
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidArgumentError, match="no CUDA device"):
+            cvload.DataLoader(cvload.ShardDataset(directory), device="cuda")
 
 
 @pytest.mark.needs_cuda
