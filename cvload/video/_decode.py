@@ -7,6 +7,8 @@ is never used when vectors are exported: it corrupts B-frame vectors (see
 
 from __future__ import annotations
 
+import gc
+
 from dataclasses import dataclass, field
 from typing import Iterator, Literal, Sequence
 
@@ -64,6 +66,28 @@ def _read_plan(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
             raise TypeError(f"unexpected motion-vector record size {dtype.itemsize}")
         plan = _PLANS[dtype] = (np.array(kinds, np.int64), np.array(words, np.int64))
     return plan
+
+
+class _CycleCollector:
+    """Frees decoded frames whose side data was read.
+
+    Reading ``frame.side_data`` in PyAV makes a reference cycle (frame -> side-data
+    container -> side data -> frame), so such frames, and FFmpeg's picture buffers with
+    them, are freed only when Python's cyclic collector runs: tens of frames later, by
+    which time the decoder has allocated fresh buffers for each new frame. Collecting the
+    young generation every few frames keeps the buffer pool warm (MV-only decoding of a
+    320x240 B-frame video went from ~0.81x to ~1.0x of plain decoding).
+    """
+
+    EVERY = 8
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def tick(self) -> None:
+        self.count += 1
+        if self.count % self.EVERY == 0:
+            gc.collect(0)
 
 
 def vectors_from_side_data(side_data) -> np.ndarray:
@@ -150,10 +174,14 @@ def iter_motion_vectors(
                        decoder_exports_motion_vectors(codec, vstream.codec_context.name), name)
         _configure(vstream, export_mvs=True, pixels_needed=False, threads=threads)
         index = 0
+        collector = _CycleCollector()
         try:
             for frame in container.decode(vstream):
-                yield FrameMotion(index, frame.pts, pict_letter(frame),
-                                  vectors_from_side_data(frame.side_data.get("MOTION_VECTORS")))
+                motion = FrameMotion(index, frame.pts, pict_letter(frame),
+                                     vectors_from_side_data(frame.side_data.get("MOTION_VECTORS")))
+                del frame
+                collector.tick()
+                yield motion
                 index += 1
         except av.error.FFmpegError as err:
             raise CorruptVideoError(f"decoding failed: {err}", source=name, frame=index) from err
@@ -426,6 +454,7 @@ def read_frames(
         reference = None  # (index, decoded frame) of the latest possible reference
         previous = None  # (index, decoded frame) just before this one
         future_needed = False  # a requested B-frame waits for its future reference
+        collector = _CycleCollector()
         try:
             for frame in container.decode(vstream):
                 counter += 1
@@ -449,6 +478,7 @@ def read_frames(
                     elif want_mv:
                         record["vectors"] = vectors_from_side_data(
                             frame.side_data.get("MOTION_VECTORS"))
+                        collector.tick()
                 previous = (index, frame)
                 frames[index] = record
                 if need_residual and not accumulate:
