@@ -365,6 +365,14 @@ def test_corrupt_truncated_and_missing_shards(codes_dir):
         assert loader.stats.samples == len(got)
 
 
+def test_shard_replaced_after_indexing_is_refused(codes_dir):
+    directory, _ = codes_dir
+    with open(directory / "shard-000003.tar", "ab") as f:
+        f.write(bytes(1024))  # re-packed or appended to: offsets no longer trusted
+    with pytest.raises(ShardError, match="shard-000003.tar.*changed since index.json"):
+        list(cvload.DataLoader(cvload.ShardDataset(directory), batch_size=4))
+
+
 def test_missing_shard_of_a_pattern_without_index(codes_dir, tmp_path):
     directory, total = codes_dir
     bare = tmp_path / "bare"

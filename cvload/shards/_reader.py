@@ -306,7 +306,7 @@ class ShardDataset(torch.utils.data.Dataset):
         self.shard_counts = counts
         self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.epoch = 0
-        self._maps: dict[int, mmap.mmap | None] = {}
+        self._maps: dict[int, object] = {}  # mmap, or the error the shard raised
         self._tables: dict[str, tuple] = {}
         self._lock = threading.Lock()
 
@@ -392,28 +392,34 @@ class ShardDataset(torch.utils.data.Dataset):
         return state
 
     def _map(self, shard: int):
-        if shard in self._maps:
-            mapped = self._maps[shard]
-            if mapped is None:
-                raise ShardError("shard is missing", source=self.paths[shard])
+        """The shard memory-mapped (once per process). A shard that cannot be used keeps
+        raising the error it first raised."""
+        mapped = self._maps.get(shard)
+        if mapped is not None:
+            if isinstance(mapped, CvloadError):
+                raise type(mapped)(mapped.message, source=mapped.source, hint=mapped.hint)
             return mapped
         path = self.paths[shard]
         try:
-            with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-        except FileNotFoundError as err:
-            self._maps[shard] = None
-            raise ShardError("shard is missing", source=path,
-                             hint="re-run `cvload pack` (it rewrites only missing shards), "
-                                  "or pass handler='skip'") from err
-        except OSError as err:
-            raise ShardError(f"shard cannot be read: {err}", source=path) from err
-        expected = self.entries[shard].get("bytes")
-        if expected is not None and size != int(expected) and size < int(expected):
-            self._maps[shard] = None
-            raise ShardError(f"shard is truncated: {size} bytes, index.json says {expected}",
-                             source=path)
+            try:
+                with open(path, "rb") as f:
+                    size = os.fstat(f.fileno()).st_size
+                    mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+            except FileNotFoundError as err:
+                raise ShardError("shard is missing", source=path,
+                                 hint="re-run `cvload pack` (it rewrites only missing shards), "
+                                      "or pass handler='skip'") from err
+            except OSError as err:
+                raise ShardError(f"shard cannot be read: {err}", source=path) from err
+            expected = self.entries[shard].get("bytes")
+            if expected is not None and size != int(expected):
+                what = ("truncated" if size < int(expected)
+                        else "changed since index.json was written")
+                raise ShardError(f"shard is {what}: {size} bytes, index.json says {expected}",
+                                 source=path)
+        except ShardError as err:
+            self._maps[shard] = err
+            raise
         self._maps[shard] = mapped
         return mapped
 
