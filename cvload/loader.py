@@ -136,9 +136,6 @@ class ShardBatchSampler(tud.Sampler):
         """Batches of a whole epoch on this rank (a resumed epoch yields fewer)."""
         return self._count(len(self.dataset))
 
-    def batches_left(self) -> int:
-        return self._count(len(self.remaining()))
-
     def __iter__(self):
         remaining = self.remaining()
         length = len(remaining)

@@ -66,6 +66,14 @@ def expand_sources(source) -> list[str]:
     return [p for p in paths if not (p in seen or seen.add(p))]
 
 
+def _unsafe_member(members) -> str | None:
+    """The first member suffix that would need unpickling (``.pyd``, ``.pickle`` ...)."""
+    for suffix in members:
+        if ("." + suffix).endswith(UNSAFE_SUFFIXES):
+            return suffix
+    return None
+
+
 def _raise_open_files_limit(wanted: int) -> None:
     """Every mapped shard holds a file descriptor: lift the soft limit towards the hard
     one when a dataset has more shards than the soft limit allows (Unix only)."""
@@ -441,10 +449,10 @@ class ShardDataset(torch.utils.data.Dataset):
         return memoryview(buffer)[offset:offset + size]
 
     def _check_safe(self, shard: int, key: str, members: dict) -> None:
-        for suffix in members:
-            if ("." + suffix).endswith(UNSAFE_SUFFIXES):
-                raise UnsafeShardError(f"member .{suffix} would need unpickling; the sample "
-                                       "is refused", source=self._where(shard, key))
+        suffix = _unsafe_member(members)
+        if suffix is not None:
+            raise UnsafeShardError(f"member .{suffix} would need unpickling; the sample "
+                                   "is refused", source=self._where(shard, key))
 
     def _read_sample(self, index: int, epoch: int, stats: dict | None = None) -> dict:
         """One sample as a dict of tensors (raises CvloadError subclasses)."""
@@ -668,7 +676,7 @@ class ShardDataset(torch.utils.data.Dataset):
                 members = entry["members"][key]
                 span = members.get("codes.npy")
                 g = first + local
-                if span is None or any(("." + s).endswith(UNSAFE_SUFFIXES) for s in members):
+                if span is None or _unsafe_member(members) is not None:
                     continue
                 starts[g], sizes[g] = int(span[0]), int(span[1])
                 broken = int(span[0]) + int(span[1]) > len(buffer)
