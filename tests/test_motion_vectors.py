@@ -116,3 +116,36 @@ def test_motion_field_into_reused_buffer():
     np.testing.assert_array_equal(out, cvload.motion_field(vectors, 20, 20, grid=4))
     with pytest.raises(cvload.errors.InvalidArgumentError, match="shape"):
         cvload.motion_field(vectors, 20, 20, grid=4, out=np.zeros((4, 4, 4), np.float32))
+
+
+def _live_video_frames() -> int:
+    import gc
+
+    import av
+
+    return sum(type(o) is av.VideoFrame for o in gc.get_objects())
+
+
+def test_decoded_frames_are_freed_as_soon_as_their_vectors_are_read(video_factory):
+    """Reading vectors must not tie a frame into a reference cycle (PyAV's
+    ``frame.side_data`` does): the decoder's picture buffers are reused only when frames
+    are freed, so with the cyclic collector off no frame may stay behind."""
+    import gc
+
+    v = video_factory(bframes=2, num_frames=40)
+    info = cvload.probe(v.path)
+    gc.collect()
+    before = _live_video_frames()
+    gc.disable()
+    try:
+        it = cvload.iter_motion_vectors(v.path)
+        got = [next(it) for _ in range(30)]
+        during = _live_video_frames() - before
+        del it
+        clip = cvload.read_clip(v.path, start=0, num_frames=24, streams=("mv",), info=info)
+        after = _live_video_frames() - before
+    finally:
+        gc.enable()
+    assert sum(len(f.vectors) for f in got) > 0 and clip.mv.shape[0] == 24
+    assert during <= 3, f"{during} decoded frames still alive after reading 30"
+    assert after == 0, f"{after} decoded frames left behind by read_clip"

@@ -7,8 +7,6 @@ is never used when vectors are exported: it corrupts B-frame vectors (see
 
 from __future__ import annotations
 
-import gc
-
 from dataclasses import dataclass, field
 from typing import Iterator, Literal, Sequence
 
@@ -41,8 +39,17 @@ MvSource = Literal["bitstream", "estimate", "auto"]
 _EMPTY_MVS = np.zeros((0, 10), np.int32)
 
 
-_PLANS: dict = {}
 _KINDS = {("i", 4): 0, ("i", 2): 1, ("u", 2): 2, ("u", 1): 3}
+
+# FFmpeg's AVMotionVector, as PyAV's ``MotionVectors.to_ndarray`` describes it (aligned).
+# Built once: PyAV builds this dtype anew on every call, which costs more than reading
+# the vectors. Checked against PyAV's own dtype the first time vectors are read.
+AV_MOTION_VECTOR = np.dtype(
+    [("source", "int32"), ("w", "uint8"), ("h", "uint8"), ("src_x", "int16"),
+     ("src_y", "int16"), ("dst_x", "int16"), ("dst_y", "int16"), ("flags", "uint64"),
+     ("motion_x", "int32"), ("motion_y", "int32"), ("motion_scale", "uint16")],
+    align=True,
+)
 
 
 def _read_plan(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -52,54 +59,63 @@ def _read_plan(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     and can be read through a plain view of the same bytes (one numba pass, instead of
     copying fields out of a structured array one by one).
     """
-    plan = _PLANS.get(dtype)
-    if plan is None:
-        kinds, words = [], []
-        for name in MV_COLUMNS:
-            ftype, offset = dtype.fields[name]
-            kind = _KINDS.get((ftype.kind, ftype.itemsize))
-            if kind is None or offset % ftype.itemsize or ftype.byteorder == ">":
-                raise TypeError(f"unexpected motion-vector field {name}: {ftype} at {offset}")
-            kinds.append(kind)
-            words.append(offset // ftype.itemsize)
-        if dtype.itemsize % 4:
-            raise TypeError(f"unexpected motion-vector record size {dtype.itemsize}")
-        plan = _PLANS[dtype] = (np.array(kinds, np.int64), np.array(words, np.int64))
-    return plan
+    kinds, words = [], []
+    for name in MV_COLUMNS:
+        ftype, offset = dtype.fields[name]
+        kind = _KINDS.get((ftype.kind, ftype.itemsize))
+        if kind is None or offset % ftype.itemsize or ftype.byteorder == ">":
+            raise TypeError(f"unexpected motion-vector field {name}: {ftype} at {offset}")
+        kinds.append(kind)
+        words.append(offset // ftype.itemsize)
+    if dtype.itemsize % 4:
+        raise TypeError(f"unexpected motion-vector record size {dtype.itemsize}")
+    return np.array(kinds, np.int64), np.array(words, np.int64)
 
 
-class _CycleCollector:
-    """Frees decoded frames whose side data was read.
+_PLAN = _read_plan(AV_MOTION_VECTOR)
+_PLAN_CHECKED = False
 
-    Reading ``frame.side_data`` in PyAV makes a reference cycle (frame -> side-data
-    container -> side data -> frame), so such frames, and FFmpeg's picture buffers with
-    them, are freed only when Python's cyclic collector runs: tens of frames later, by
-    which time the decoder has allocated fresh buffers for each new frame. Collecting the
-    young generation every few frames keeps the buffer pool warm (MV-only decoding of a
-    320x240 B-frame video went from ~0.81x to ~1.0x of plain decoding).
+try:  # PyAV >= 14: a container over a frame's side data that the frame does not keep
+    from av.sidedata.sidedata import SideDataContainer as _SideDataContainer
+    from av.sidedata.sidedata import Type as _SideDataType
+
+    _MOTION_VECTORS = _SideDataType.MOTION_VECTORS
+except (ImportError, AttributeError):  # pragma: no cover - other PyAV versions
+    _SideDataContainer = None
+    _MOTION_VECTORS = "MOTION_VECTORS"
+
+
+def motion_side_data(frame):
+    """The frame's motion-vector side data (PyAV ``MotionVectors``), or None.
+
+    ``frame.side_data`` caches its container on the frame, and the container points back
+    at the frame: a reference cycle, so the frame and its FFmpeg picture buffers would
+    be freed only when Python's cyclic collector next runs, tens of frames later, and the
+    decoder would keep allocating fresh buffers instead of reusing warm ones (MV-only
+    decoding of a 320x240 B-frame video ran at ~0.8x of plain decoding). A container
+    built here points at the frame without the frame pointing back, so reference
+    counting frees both as soon as the caller drops them.
     """
-
-    EVERY = 8
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def tick(self) -> None:
-        self.count += 1
-        if self.count % self.EVERY == 0:
-            gc.collect(0)
+    if _SideDataContainer is None:  # pragma: no cover - other PyAV versions
+        return frame.side_data.get(_MOTION_VECTORS)
+    return _SideDataContainer(frame).get(_MOTION_VECTORS)
 
 
 def vectors_from_side_data(side_data) -> np.ndarray:
     """FFmpeg's AVMotionVector records as an ``(N, 10)`` int32 array (columns MV_COLUMNS)."""
+    global _PLAN_CHECKED
     if side_data is None:
         return _EMPTY_MVS
-    records = side_data.to_ndarray()
-    count = len(records)
+    if not _PLAN_CHECKED:
+        if side_data.to_ndarray().dtype != AV_MOTION_VECTOR:  # pragma: no cover
+            raise TypeError("this PyAV describes motion vectors with another layout: "
+                            f"{side_data.to_ndarray().dtype}")
+        _PLAN_CHECKED = True
+    raw = np.frombuffer(side_data, np.uint8)
+    count = len(raw) // AV_MOTION_VECTOR.itemsize
     out = np.empty((count, 10), np.int32)
     if count:
-        raw = records.view(np.uint8).reshape(count, records.dtype.itemsize)
-        cvload_ext.gather_fields(raw, *_read_plan(records.dtype), out)
+        cvload_ext.gather_fields(raw.reshape(count, AV_MOTION_VECTOR.itemsize), *_PLAN, out)
     return out
 
 
@@ -174,13 +190,11 @@ def iter_motion_vectors(
                        decoder_exports_motion_vectors(codec, vstream.codec_context.name), name)
         _configure(vstream, export_mvs=True, pixels_needed=False, threads=threads)
         index = 0
-        collector = _CycleCollector()
         try:
             for frame in container.decode(vstream):
                 motion = FrameMotion(index, frame.pts, pict_letter(frame),
-                                     vectors_from_side_data(frame.side_data.get("MOTION_VECTORS")))
+                                     vectors_from_side_data(motion_side_data(frame)))
                 del frame
-                collector.tick()
                 yield motion
                 index += 1
         except av.error.FFmpegError as err:
@@ -454,7 +468,6 @@ def read_frames(
         reference = None  # (index, decoded frame) of the latest possible reference
         previous = None  # (index, decoded frame) just before this one
         future_needed = False  # a requested B-frame waits for its future reference
-        collector = _CycleCollector()
         try:
             for frame in container.decode(vstream):
                 counter += 1
@@ -476,9 +489,7 @@ def read_frames(
                         if previous is not None and "luma" not in frames[previous[0]]:
                             frames[previous[0]]["luma"] = to_gray(previous[1])
                     elif want_mv:
-                        record["vectors"] = vectors_from_side_data(
-                            frame.side_data.get("MOTION_VECTORS"))
-                        collector.tick()
+                        record["vectors"] = vectors_from_side_data(motion_side_data(frame))
                 previous = (index, frame)
                 frames[index] = record
                 if need_residual and not accumulate:
