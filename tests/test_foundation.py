@@ -19,7 +19,7 @@ def _raster_case():
         [[-1, 16, 16, 0, 0, 8, 8, -6, 2, 4],
          [1, 16, 16, 0, 0, 24, 8, 8, -4, 4],
          [-1, 8, 8, 0, 0, 4, 20, 3, 0, 2]], np.int32)
-    out = np.zeros((6, 8, 4), np.float32)
+    out = np.full((6, 8, 4), np.nan, np.float32)  # overwritten entirely
     cvload_ext.rasterize_motion(vectors, 4, out)
     return out
 

@@ -118,6 +118,36 @@ def test_motion_field_into_reused_buffer():
         cvload.motion_field(vectors, 20, 20, grid=4, out=np.zeros((4, 4, 4), np.float32))
 
 
+@pytest.mark.parametrize("grid", [1, 2, 3, 4, 5, 8, 16])
+def test_motion_field_equals_per_cell_reference(grid):
+    """The kernel (shifts for powers of two, divisions otherwise) against the definition:
+    a cell takes the last vector whose block contains the cell's centre."""
+    rng = np.random.default_rng(grid)
+    height, width, n = 37, 53, 60
+    sizes = rng.choice([4, 8, 16], size=(n, 2))
+    vectors = np.stack([
+        rng.choice([-1, 1], n), sizes[:, 0], sizes[:, 1], np.zeros(n), np.zeros(n),
+        rng.integers(-10, width + 10, n), rng.integers(-10, height + 10, n),
+        rng.integers(-64, 64, n), rng.integers(-64, 64, n), rng.choice([0, 1, 2, 4], n),
+    ], axis=1).astype(np.int32)
+    rows, cols = -(-height // grid), -(-width // grid)
+    expected = np.zeros((rows, cols, 4), np.float32)
+    centre_y = np.arange(rows) * grid + grid // 2
+    centre_x = np.arange(cols) * grid + grid // 2
+    for source, w, h, _, _, x, y, mx, my, scale in vectors:
+        if scale == 0:
+            continue
+        left, top = x - (w >> 1), y - (h >> 1)
+        inside = (((centre_y >= top) & (centre_y < top + h))[:, None]
+                  & ((centre_x >= left) & (centre_x < left + w))[None, :])
+        channel = 0 if source < 0 else 2
+        expected[inside, channel] = np.float32(mx) * (np.float32(1) / np.float32(scale))
+        expected[inside, channel + 1] = np.float32(my) * (np.float32(1) / np.float32(scale))
+    out = np.full((rows, cols, 4), np.nan, np.float32)
+    np.testing.assert_array_equal(
+        cvload.motion_field(vectors, height, width, grid=grid, out=out), expected)
+
+
 def _live_video_frames() -> int:
     import gc
 

@@ -211,8 +211,8 @@ def motion_field(vectors: np.ndarray, height: int, width: int, *, grid: int = 4,
         vectors: ``(N, 10)`` int32 rows as from :func:`iter_motion_vectors`.
         height, width: frame size in pixels.
         grid: cell size in pixels.
-        out: optional ``(ceil(H/grid), ceil(W/grid), 4)`` float32 buffer to fill (it is
-            zeroed first); reusing one avoids a fresh allocation per frame.
+        out: optional ``(ceil(H/grid), ceil(W/grid), 4)`` float32 buffer, overwritten
+            entirely; reusing one avoids a fresh allocation per frame.
 
     Returns:
         ``(ceil(H/grid), ceil(W/grid), 4)`` float32 ``[L0 dx, L0 dy, L1 dx, L1 dy]``:
@@ -227,13 +227,11 @@ def motion_field(vectors: np.ndarray, height: int, width: int, *, grid: int = 4,
         raise InvalidArgumentError(f"vectors must be (N, 10) int32, got {vectors.shape}.")
     shape = (-(-height // grid), -(-width // grid), 4)
     if out is None:
-        out = np.zeros(shape, np.float32)
-    else:
-        if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
-            raise InvalidArgumentError(
-                f"out must be a C-contiguous float32 array of shape {shape}, got "
-                f"{out.shape} {out.dtype}.")
-        out[...] = 0.0
+        out = np.empty(shape, np.float32)
+    elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise InvalidArgumentError(
+            f"out must be a C-contiguous float32 array of shape {shape}, got "
+            f"{out.shape} {out.dtype}.")
     cvload_ext.rasterize_motion(vectors, int(grid), out)
     return out
 
