@@ -79,6 +79,61 @@ def test_motion_compensation_subpel_and_bipred_arithmetic():
     assert set(np.unique(out[0:16, 0:16])) == {51}  # (50 + 51 + 1) >> 1
 
 
+def _reference_prediction(ref0, ref1, vectors):
+    """Block motion compensation by its definition, pixel by pixel (numpy)."""
+    height, width, _ = ref0.shape
+    out = ref0.astype(np.int64)
+    covered = np.zeros((height, width), np.int64)
+    for source, w, h, _, _, x, y, mx, my, scale in vectors.tolist():
+        if scale <= 0:
+            continue
+        ref = (ref0 if source < 0 else ref1).astype(np.int64)
+        ix, iy = mx // scale, my // scale
+        fx, fy = mx - ix * scale, my - iy * scale
+        x0, y0 = max(0, x - w // 2), max(0, y - h // 2)
+        x1, y1 = min(width, x - w // 2 + w), min(height, y - h // 2 + h)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        ya = np.clip(np.arange(y0, y1) + iy, 0, height - 1)[:, None]
+        yb = np.clip(np.arange(y0, y1) + iy + 1, 0, height - 1)[:, None]
+        xa = np.clip(np.arange(x0, x1) + ix, 0, width - 1)[None, :]
+        xb = np.clip(np.arange(x0, x1) + ix + 1, 0, width - 1)[None, :]
+        den = scale * scale
+        value = ((scale - fx) * (scale - fy) * ref[ya, xa] + fx * (scale - fy) * ref[ya, xb]
+                 + (scale - fx) * fy * ref[yb, xa] + fx * fy * ref[yb, xb] + den // 2) // den
+        if covered[y0, x0]:
+            value = (out[y0:y1, x0:x1] + value + 1) >> 1
+        out[y0:y1, x0:x1] = value
+        covered[y0:y1, x0:x1] += 1
+    return out.astype(np.uint8)
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+@pytest.mark.parametrize("scales", [(4,), (2,), (1, 2, 3, 4)])
+def test_motion_compensation_kernel_equals_definition(aligned, scales):
+    """Vectorised rows inside the frame, clamped samples at the edges, 4x4 coverage cells
+    (or per pixel when a block edge is not a multiple of 4), scales that are not powers
+    of two: all equal the pixel-by-pixel definition."""
+    rng = np.random.default_rng(len(scales) * 2 + aligned)
+    height, width = 52, 72
+    ref0 = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    ref1 = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    n = 80
+    sizes = rng.choice([4, 8, 16], size=(n, 2))
+    step = 4 if aligned else 1
+    left = rng.integers(-2, width // step, n) * step
+    top = rng.integers(-2, height // step, n) * step
+    vectors = np.stack([
+        rng.choice([-1, 1], n), sizes[:, 0], sizes[:, 1], np.zeros(n), np.zeros(n),
+        left + sizes[:, 0] // 2, top + sizes[:, 1] // 2,
+        rng.integers(-40, 40, n), rng.integers(-40, 40, n), rng.choice(scales, n),
+    ], axis=1).astype(np.int32)
+    vectors = np.concatenate([vectors, vectors[::3] * [-1, 1, 1, 1, 1, 1, 1, 1, 1, 1]])  # bi-pred
+    out = np.empty_like(ref0)
+    cvload_ext.motion_compensate(ref0, ref1, vectors, np.empty((height, width), np.uint8), out)
+    np.testing.assert_array_equal(out, _reference_prediction(ref0, ref1, vectors))
+
+
 @pytest.mark.parametrize("bframes", [0, 2])
 def test_residuals_reconstruct_exactly_and_beat_frame_differences(video_factory, bframes):
     v = video_factory(bframes=bframes, num_frames=24, gop=24, motion=(3, 1), width=160,
