@@ -102,6 +102,37 @@ def _sample_bilinear(img: np.ndarray, x: float, y: float, c: int) -> float:
 
 
 @jit
+def _blend_block(src, a, src_stride, out, o, out_stride, rows, span, channels,
+                 w00, w01, w10, w11, shift, average):
+    """Bilinear prediction of one block, ``rows`` runs of ``span`` samples.
+
+    Run ``r`` reads ``src`` from ``a + r * src_stride`` (and the next row, and both one
+    pixel to the right) and writes ``out`` from ``o + r * out_stride``. Offsets are
+    unsigned and arithmetic is 16-bit (weights sum to at most 256), so numba emits no
+    negative-index wrap and the compiler vectorises each run. ``average``: blend with
+    what ``out`` holds, ``(a + b + 1) >> 1``.
+    """
+    rounding = np.uint16((np.uint16(1) << shift) >> np.uint16(1))
+    one = np.uint16(1)
+    for _ in range(rows):
+        b = a + src_stride
+        if not average:
+            for k in range(span):
+                out[o + k] = np.uint8(
+                    (w00 * np.uint16(src[a + k]) + w01 * np.uint16(src[a + channels + k])
+                     + w10 * np.uint16(src[b + k]) + w11 * np.uint16(src[b + channels + k])
+                     + rounding) >> shift)
+        else:
+            for k in range(span):
+                v = ((w00 * np.uint16(src[a + k]) + w01 * np.uint16(src[a + channels + k])
+                      + w10 * np.uint16(src[b + k]) + w11 * np.uint16(src[b + channels + k])
+                      + rounding) >> shift)
+                out[o + k] = np.uint8((np.uint16(out[o + k]) + v + one) >> one)
+        a += src_stride
+        o += out_stride
+
+
+@jit
 def motion_compensate(
     ref0: np.ndarray,
     ref1: np.ndarray,
@@ -114,9 +145,10 @@ def motion_compensate(
     A vector ``m / s`` splits into a whole-pixel part and a fraction; the bilinear
     weights ``(s - fx)(s - fy), fx (s - fy), (s - fx) fy, fx fy`` are integers, the same
     for every pixel of a block, and the prediction is their weighted sum divided by
-    ``s^2`` and rounded to nearest, in exact integer arithmetic (a shift for FFmpeg's
-    scales 2 and 4). Each block row is one contiguous run in ``out`` and in the
-    reference.
+    ``s^2`` and rounded to nearest, in exact integer arithmetic. Each block row is one
+    contiguous run in ``out`` and in the reference. A block whose source runs past the
+    frame edge reads a small patch of clamped samples first (codecs pad references
+    likewise). 720p P-frame: about 1.5 ms.
 
     Args:
         ref0: ``(H, W, C)`` uint8 past reference (list 0), C-contiguous.
@@ -133,7 +165,8 @@ def motion_compensate(
     flat0 = ref0.reshape(size)
     flat1 = ref1.reshape(size)
     flat_out = out.reshape(size)
-    flat_out[:] = flat0
+    for k in range(size):  # a loop: numba's slice assignment is ~4x slower
+        flat_out[k] = flat0[k]
     cell = 4  # every MPEG codec's block edges are multiples of 4 pixels
     for n in range(vectors.shape[0]):
         left = vectors[n, DST_X] - (vectors[n, W] >> 1)
@@ -143,33 +176,17 @@ def motion_compensate(
             break
     cells_x = (width + cell - 1) // cell
     cells_y = (height + cell - 1) // cell
-    covered = count.reshape(height * width)[: cells_y * cells_x].reshape(cells_y, cells_x)
-    covered[:] = 0
-    stride = width * channels
-    col_a = np.empty(width, np.int64)  # clamped source columns, for blocks near an edge
-    col_b = np.empty(width, np.int64)
+    flat_covered = count.reshape(height * width)[: cells_y * cells_x]
+    for k in range(flat_covered.shape[0]):
+        flat_covered[k] = 0
+    covered = flat_covered.reshape(cells_y, cells_x)
+    stride = np.uint64(width * channels)
+    uchannels = np.uint64(channels)
+    patch = np.empty(17 * 17 * channels, np.uint8)  # grows for blocks over 16x16
     for n in range(vectors.shape[0]):
         scale = vectors[n, MOTION_SCALE]
         if scale <= 0:
             continue
-        src = flat0 if vectors[n, SOURCE] < 0 else flat1
-        mx = vectors[n, MOTION_X]
-        my = vectors[n, MOTION_Y]
-        ix = mx // scale  # floor
-        iy = my // scale
-        fx = mx - ix * scale
-        fy = my - iy * scale
-        w00 = np.int32((scale - fx) * (scale - fy))
-        w01 = np.int32(fx * (scale - fy))
-        w10 = np.int32((scale - fx) * fy)
-        w11 = np.int32(fx * fy)
-        den = np.int32(scale * scale)
-        shift = np.int32(0)
-        while (np.int32(1) << shift) < den:
-            shift += np.int32(1)
-        if (np.int32(1) << shift) != den:
-            shift = np.int32(-1)
-        rounding = den >> 1
         bw = vectors[n, W]
         bh = vectors[n, H]
         bx0 = max(0, vectors[n, DST_X] - bw // 2)
@@ -178,51 +195,67 @@ def motion_compensate(
         by1 = min(height, vectors[n, DST_Y] - bh // 2 + bh)
         if bx0 >= bx1 or by0 >= by1:
             continue
+        src = flat0 if vectors[n, SOURCE] < 0 else flat1
+        mx = vectors[n, MOTION_X]
+        my = vectors[n, MOTION_Y]
+        ix = mx // scale  # floor
+        iy = my // scale
+        fx = mx - ix * scale
+        fy = my - iy * scale
+        w00 = (scale - fx) * (scale - fy)
+        w01 = fx * (scale - fy)
+        w10 = (scale - fx) * fy
+        w11 = fx * fy
+        den = scale * scale
+        shift = 0
+        while (1 << shift) < den:
+            shift += 1
         average = covered[by0 // cell, bx0 // cell] != 0
-        span = (bx1 - bx0) * channels
-        inside = bx0 + ix >= 0 and by0 + iy >= 0 and bx1 + ix < width and by1 + iy < height
-        if inside and shift >= 0:
-            # Each row's operands are slices indexed by the loop counter alone: the
-            # compiler can prove the indices non-negative, drop numba's negative-index
-            # wrap and vectorise (about 4x faster than indexing with offsets).
+        o = np.uint64(by0 * width * channels + bx0 * channels)
+        span = np.uint64((bx1 - bx0) * channels)
+        rows = by1 - by0
+        cols = bx1 - bx0
+        if (1 << shift) == den and shift <= 8:
+            u00 = np.uint16(w00)
+            u01 = np.uint16(w01)
+            u10 = np.uint16(w10)
+            u11 = np.uint16(w11)
+            ushift = np.uint16(shift)
+            if (bx0 + ix >= 0 and by0 + iy >= 0 and bx1 + ix < width
+                    and by1 + iy < height):
+                a = np.uint64((by0 + iy) * width * channels + (bx0 + ix) * channels)
+                _blend_block(src, a, stride, flat_out, o, stride, rows, span, uchannels,
+                             u00, u01, u10, u11, ushift, average)
+            else:  # the source runs past an edge: a patch of clamped samples
+                pstride = (cols + 1) * channels
+                if patch.shape[0] < (rows + 1) * pstride:
+                    patch = np.empty((rows + 1) * pstride, np.uint8)
+                for r in range(rows + 1):
+                    sy = min(max(by0 + iy + r, 0), height - 1)
+                    for x in range(cols + 1):
+                        sx = min(max(bx0 + ix + x, 0), width - 1)
+                        for c in range(channels):
+                            patch[r * pstride + x * channels + c] = src[
+                                (sy * width + sx) * channels + c]
+                _blend_block(patch, np.uint64(0), np.uint64(pstride), flat_out, o, stride,
+                             rows, span, uchannels, u00, u01, u10, u11, ushift, average)
+        else:  # a scale that is not a power of two (no FFmpeg decoder uses one): scalar
+            rounding = den >> 1
             for y in range(by0, by1):
-                o = y * stride + bx0 * channels
-                a = (y + iy) * stride + (bx0 + ix) * channels
-                b = a + stride
-                a0 = src[a:a + span]
-                a1 = src[a + channels:a + channels + span]
-                b0 = src[b:b + span]
-                b1 = src[b + channels:b + channels + span]
-                dst = flat_out[o:o + span]
-                if not average:
-                    for k in range(span):
-                        dst[k] = np.uint8((w00 * np.int32(a0[k]) + w01 * np.int32(a1[k])
-                                           + w10 * np.int32(b0[k]) + w11 * np.int32(b1[k])
-                                           + rounding) >> shift)
-                else:
-                    for k in range(span):
-                        v = (w00 * np.int32(a0[k]) + w01 * np.int32(a1[k])
-                             + w10 * np.int32(b0[k]) + w11 * np.int32(b1[k]) + rounding) >> shift
-                        dst[k] = np.uint8((np.int32(dst[k]) + v + 1) >> 1)
-        else:  # near the frame edge: clamp each sample (codecs pad references likewise);
-            # also scales that are not a power of two (no FFmpeg decoder uses one)
-            for x in range(bx0, bx1):
-                col_a[x - bx0] = min(max(x + ix, 0), width - 1) * channels
-                col_b[x - bx0] = min(max(x + ix + 1, 0), width - 1) * channels
-            for y in range(by0, by1):
-                ra = min(max(y + iy, 0), height - 1) * stride
-                rb = min(max(y + iy + 1, 0), height - 1) * stride
-                o = y * stride + bx0 * channels
-                for x in range(bx1 - bx0):
+                ya = min(max(y + iy, 0), height - 1)
+                yb = min(max(y + iy + 1, 0), height - 1)
+                for x in range(bx0, bx1):
+                    xa = min(max(x + ix, 0), width - 1)
+                    xb = min(max(x + ix + 1, 0), width - 1)
                     for c in range(channels):
-                        acc = (w00 * np.int32(src[ra + col_a[x] + c])
-                               + w01 * np.int32(src[ra + col_b[x] + c])
-                               + w10 * np.int32(src[rb + col_a[x] + c])
-                               + w11 * np.int32(src[rb + col_b[x] + c]) + rounding)
-                        v = acc >> shift if shift >= 0 else acc // den
-                        k = o + x * channels + c
+                        v = (w00 * np.int64(src[(ya * width + xa) * channels + c])
+                             + w01 * np.int64(src[(ya * width + xb) * channels + c])
+                             + w10 * np.int64(src[(yb * width + xa) * channels + c])
+                             + w11 * np.int64(src[(yb * width + xb) * channels + c])
+                             + rounding) // den
+                        k = (y * width + x) * channels + c
                         if average:
-                            v = (np.int32(flat_out[k]) + v + 1) >> 1
+                            v = (np.int64(flat_out[k]) + v + 1) >> 1
                         flat_out[k] = np.uint8(v)
         for cy in range(by0 // cell, (by1 + cell - 1) // cell):
             for cx in range(bx0 // cell, (bx1 + cell - 1) // cell):

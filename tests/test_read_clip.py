@@ -119,7 +119,7 @@ def test_motion_compensation_kernel_equals_definition(aligned, scales):
     ref0 = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     ref1 = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     n = 80
-    sizes = rng.choice([4, 8, 16], size=(n, 2))
+    sizes = rng.choice([4, 8, 16, 32], size=(n, 2))  # 32: the edge patch must grow
     step = 4 if aligned else 1
     left = rng.integers(-2, width // step, n) * step
     top = rng.integers(-2, height // step, n) * step
