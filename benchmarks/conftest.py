@@ -30,7 +30,9 @@ def interleaved(benchmark, group: str, video: str, methods: dict, *, rounds: int
     ``methods``: name -> (callable, work units per call, unit name). The machines here are
     shared and noisy: timing the baseline and the candidates side by side, round after
     round, keeps slow drift out of the ratios. Each method's median over the rounds goes
-    to ``RESULTS``; pytest-benchmark times the whole round.
+    to ``RESULTS``, with its per-round times: the tables also give the median of the
+    per-round ratios to the baseline ("paired"), which cancels drift between rounds.
+    pytest-benchmark times the whole round.
     """
     for fn, _, _ in methods.values():  # warm-up: compile kernels, fill caches
         fn()
@@ -48,7 +50,8 @@ def interleaved(benchmark, group: str, video: str, methods: dict, *, rounds: int
     for name, (_, units, unit) in methods.items():
         median = float(np.median(samples[name]))
         RESULTS[group][(video, name)] = {"median_s": median, "units": units, "unit": unit,
-                                         "per_s": units / median, "rounds": rounds}
+                                         "per_s": units / median, "rounds": rounds,
+                                         "samples_s": samples[name]}
 
 
 def _reencode(src: Path, dst: Path, width: int, height: int, frames: int, bframes: int) -> Path:
@@ -118,17 +121,32 @@ def _table(group: str, rows: dict) -> str:
                              "MB/s", "vs video_to_rgb"], out)
     baselines = {"decode": "decode_only", "layouts": "rgb_same_frames", "motion": "mv_only",
                  "overhead": "torch_dataloader"}
+    # a second baseline where a target names one (MV-only vs full RGB decode)
+    second = {"decode": "rgb_decode_pyav_default"}.get(group)
     base = baselines.get(group)
     out = []
     for video in sorted({v for v, _ in rows}):
         ref = rows.get((video, base))
+        ref2 = rows.get((video, second))
         for (v, method), r in sorted(rows.items(), key=lambda kv: kv[1]["median_s"]):
             if v != video:
                 continue
             ratio = r["per_s"] / ref["per_s"] if ref else float("nan")
-            out.append((video, method, f"{r['median_s'] * 1000:.2f}", f"{r['per_s']:.1f}",
-                        r["unit"], f"{ratio:.3f}x"))
-    return format_table(["video", "method", "median ms", "units/s", "unit", f"vs {base}"], out)
+            row = (video, method, f"{r['median_s'] * 1000:.2f}", f"{r['per_s']:.1f}",
+                   r["unit"], f"{ratio:.3f}x", _paired(r, ref))
+            out.append(row + ((_paired(r, ref2),) if second else ()))
+    return format_table(["video", "method", "median ms", "units/s", "unit", f"vs {base}",
+                         "paired [IQR]"] + ([f"paired vs {second}"] if second else []), out)
+
+
+def _paired(r: dict, ref: dict | None) -> str:
+    """Median and quartiles of the per-round speed ratios to the baseline."""
+    if not ref or "samples_s" not in r or len(r["samples_s"]) != len(ref["samples_s"]):
+        return ""
+    ratios = (np.asarray(ref["samples_s"]) / ref["units"]) / (np.asarray(r["samples_s"])
+                                                               / r["units"])
+    q1, med, q3 = np.percentile(ratios, [25, 50, 75])
+    return f"{med:.3f}x [{q1:.2f}-{q3:.2f}]"
 
 
 def pytest_sessionfinish(session, exitstatus):

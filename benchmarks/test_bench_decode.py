@@ -133,4 +133,4 @@ def test_layouts(benchmark, bench_videos, video, layout):
         "rgb_same_frames": (lambda: read(path, frames, streams=("rgb",), info=info),
                             len(frames), "frames"),
         "clip": (lambda: read(path, frames, streams=streams, info=info), len(frames), "frames"),
-    }, rounds=7)
+    }, rounds=15)

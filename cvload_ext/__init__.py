@@ -42,10 +42,10 @@ def jit(fn: F | None = None, *, parallel: bool = False, fastmath: bool = False):
 from cvload_ext.motion import (  # noqa: E402
     accumulate_motion,
     block_match,
-    gather_fields,
     motion_compensate,
     rasterize_motion,
     subtract,
+    unpack_motion_vectors,
     warp,
 )
 from cvload_ext.spans import gather_spans  # noqa: E402
@@ -55,11 +55,11 @@ __all__ = [
     "gather_spans",
     "accumulate_motion",
     "block_match",
-    "gather_fields",
     "jit",
     "motion_compensate",
     "prange",
     "rasterize_motion",
     "subtract",
+    "unpack_motion_vectors",
     "warp",
 ]

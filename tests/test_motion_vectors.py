@@ -179,3 +179,16 @@ def test_decoded_frames_are_freed_as_soon_as_their_vectors_are_read(video_factor
     assert sum(len(f.vectors) for f in got) > 0 and clip.mv.shape[0] == 24
     assert during <= 3, f"{during} decoded frames still alive after reading 30"
     assert after == 0, f"{after} decoded frames left behind by read_clip"
+
+
+def test_record_kernel_equals_pyav_structured_records(monkeypatch):
+    """The compiled-in AVMotionVector layout against PyAV's own description of it."""
+    from cvload.video import _decode
+
+    path = sv.get("mv_extractor/vid_h264.264").path
+    fast = [f.vectors for f in cvload.iter_motion_vectors(path)]
+    monkeypatch.setattr(_decode, "_PYAV_LAYOUT_MATCHES", False)  # PyAV's structured array
+    slow = [f.vectors for f in cvload.iter_motion_vectors(path)]
+    assert len(fast) == len(slow) and sum(map(len, fast)) > 10000
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a, b)

@@ -39,41 +39,20 @@ MvSource = Literal["bitstream", "estimate", "auto"]
 _EMPTY_MVS = np.zeros((0, 10), np.int32)
 
 
-_KINDS = {("i", 4): 0, ("i", 2): 1, ("u", 2): 2, ("u", 1): 3}
-
 # FFmpeg's AVMotionVector, as PyAV's ``MotionVectors.to_ndarray`` describes it (aligned).
 # Built once: PyAV builds this dtype anew on every call, which costs more than reading
-# the vectors. Checked against PyAV's own dtype the first time vectors are read.
+# the vectors. The kernel that unpacks records has the same layout compiled in.
 AV_MOTION_VECTOR = np.dtype(
     [("source", "int32"), ("w", "uint8"), ("h", "uint8"), ("src_x", "int16"),
      ("src_y", "int16"), ("dst_x", "int16"), ("dst_y", "int16"), ("flags", "uint64"),
      ("motion_x", "int32"), ("motion_y", "int32"), ("motion_scale", "uint16")],
     align=True,
 )
-
-
-def _read_plan(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """For each of MV_COLUMNS: its type code and index in a typed view of the records.
-
-    FFmpeg's record dtype is aligned, so every field sits at a multiple of its own size
-    and can be read through a plain view of the same bytes (one numba pass, instead of
-    copying fields out of a structured array one by one).
-    """
-    kinds, words = [], []
-    for name in MV_COLUMNS:
-        ftype, offset = dtype.fields[name]
-        kind = _KINDS.get((ftype.kind, ftype.itemsize))
-        if kind is None or offset % ftype.itemsize or ftype.byteorder == ">":
-            raise TypeError(f"unexpected motion-vector field {name}: {ftype} at {offset}")
-        kinds.append(kind)
-        words.append(offset // ftype.itemsize)
-    if dtype.itemsize % 4:
-        raise TypeError(f"unexpected motion-vector record size {dtype.itemsize}")
-    return np.array(kinds, np.int64), np.array(words, np.int64)
-
-
-_PLAN = _read_plan(AV_MOTION_VECTOR)
-_PLAN_CHECKED = False
+assert AV_MOTION_VECTOR.itemsize == cvload_ext.motion.AV_MOTION_VECTOR_SIZE and all(
+    AV_MOTION_VECTOR.fields[name][1] == offset and AV_MOTION_VECTOR.fields[name][0] == kind
+    for name, offset, kind in cvload_ext.motion.AV_MOTION_VECTOR_FIELDS
+) and tuple(f[0] for f in cvload_ext.motion.AV_MOTION_VECTOR_FIELDS) == MV_COLUMNS
+_PYAV_LAYOUT_MATCHES: bool | None = None  # checked against PyAV once, on first use
 
 try:  # PyAV >= 14: a container over a frame's side data that the frame does not keep
     from av.sidedata.sidedata import SideDataContainer as _SideDataContainer
@@ -103,19 +82,18 @@ def motion_side_data(frame):
 
 def vectors_from_side_data(side_data) -> np.ndarray:
     """FFmpeg's AVMotionVector records as an ``(N, 10)`` int32 array (columns MV_COLUMNS)."""
-    global _PLAN_CHECKED
+    global _PYAV_LAYOUT_MATCHES
     if side_data is None:
         return _EMPTY_MVS
-    if not _PLAN_CHECKED:
-        if side_data.to_ndarray().dtype != AV_MOTION_VECTOR:  # pragma: no cover
-            raise TypeError("this PyAV describes motion vectors with another layout: "
-                            f"{side_data.to_ndarray().dtype}")
-        _PLAN_CHECKED = True
+    if _PYAV_LAYOUT_MATCHES is None:
+        _PYAV_LAYOUT_MATCHES = side_data.to_ndarray().dtype == AV_MOTION_VECTOR
+    if not _PYAV_LAYOUT_MATCHES:  # a PyAV with another record layout: the slow, sure way
+        records = side_data.to_ndarray()
+        return np.stack([records[name].astype(np.int32) for name in MV_COLUMNS], axis=1)
     raw = np.frombuffer(side_data, np.uint8)
-    count = len(raw) // AV_MOTION_VECTOR.itemsize
-    out = np.empty((count, 10), np.int32)
-    if count:
-        cvload_ext.gather_fields(raw.reshape(count, AV_MOTION_VECTOR.itemsize), *_PLAN, out)
+    out = np.empty((len(raw) // AV_MOTION_VECTOR.itemsize, 10), np.int32)
+    if len(out):
+        cvload_ext.unpack_motion_vectors(raw, out)
     return out
 
 
