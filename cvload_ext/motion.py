@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from cvload_ext import jit
+from cvload_ext.spans import bytes_at
 
 SOURCE, W, H, SRC_X, SRC_Y, DST_X, DST_Y, MOTION_X, MOTION_Y, MOTION_SCALE = range(10)
 
@@ -432,17 +433,21 @@ AV_MOTION_VECTOR_FIELDS = (
 
 
 @jit
-def unpack_motion_vectors(raw: np.ndarray, out: np.ndarray) -> None:
+def unpack_motion_vectors(address: int, out: np.ndarray) -> None:
     """FFmpeg's AVMotionVector records (``AV_MOTION_VECTOR_FIELDS``) into ``(N, 10)`` int32.
 
     Args:
-        raw: ``(N * 40,)`` uint8, the records' bytes (native little-endian).
+        address: where the ``N`` records start (native little-endian), e.g. PyAV's
+            ``MotionVectors.buffer_ptr``; the caller keeps them alive during the call.
         out: ``(N, 10)`` int32, C-contiguous; columns in ``AV_MOTION_VECTOR_FIELDS`` order.
 
     Record by record with the offsets fixed at compile time: about 3 ns per vector,
-    5x faster than a field-by-field gather driven by a runtime layout.
+    5x faster than a field-by-field gather driven by a runtime layout. Reading from the
+    address skips the buffer protocol (numpy's ``frombuffer`` first asks PyAV for a
+    writable buffer and handles the refusal, ~15 us per frame).
     """
     n = out.shape[0]
+    raw = bytes_at(address, n * AV_MOTION_VECTOR_SIZE)
     i32 = raw.view(np.int32)
     i16 = raw.view(np.int16)
     u16 = raw.view(np.uint16)

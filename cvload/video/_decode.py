@@ -90,10 +90,9 @@ def vectors_from_side_data(side_data) -> np.ndarray:
     if not _PYAV_LAYOUT_MATCHES:  # a PyAV with another record layout: the slow, sure way
         records = side_data.to_ndarray()
         return np.stack([records[name].astype(np.int32) for name in MV_COLUMNS], axis=1)
-    raw = np.frombuffer(side_data, np.uint8)
-    out = np.empty((len(raw) // AV_MOTION_VECTOR.itemsize, 10), np.int32)
+    out = np.empty((side_data.buffer_size // AV_MOTION_VECTOR.itemsize, 10), np.int32)
     if len(out):
-        cvload_ext.unpack_motion_vectors(raw, out)
+        cvload_ext.unpack_motion_vectors(side_data.buffer_ptr, out)
     return out
 
 
