@@ -40,18 +40,19 @@ _EMPTY_MVS = np.zeros((0, 10), np.int32)
 
 
 # FFmpeg's AVMotionVector, as PyAV's ``MotionVectors.to_ndarray`` describes it (aligned).
-# Built once: PyAV builds this dtype anew on every call, which costs more than reading
-# the vectors. The kernel that unpacks records has the same layout compiled in.
+# The kernel that unpacks records (``cvload_ext.unpack_motion_vectors``) has the same
+# layout compiled in; PyAV's description is compared with this once, on first use.
 AV_MOTION_VECTOR = np.dtype(
     [("source", "int32"), ("w", "uint8"), ("h", "uint8"), ("src_x", "int16"),
      ("src_y", "int16"), ("dst_x", "int16"), ("dst_y", "int16"), ("flags", "uint64"),
      ("motion_x", "int32"), ("motion_y", "int32"), ("motion_scale", "uint16")],
     align=True,
 )
-assert AV_MOTION_VECTOR.itemsize == cvload_ext.motion.AV_MOTION_VECTOR_SIZE and all(
+if not (AV_MOTION_VECTOR.itemsize == cvload_ext.motion.AV_MOTION_VECTOR_SIZE and all(
     AV_MOTION_VECTOR.fields[name][1] == offset and AV_MOTION_VECTOR.fields[name][0] == kind
     for name, offset, kind in cvload_ext.motion.AV_MOTION_VECTOR_FIELDS
-) and tuple(f[0] for f in cvload_ext.motion.AV_MOTION_VECTOR_FIELDS) == MV_COLUMNS
+) and tuple(f[0] for f in cvload_ext.motion.AV_MOTION_VECTOR_FIELDS) == MV_COLUMNS):
+    raise ImportError("cvload_ext.unpack_motion_vectors and AV_MOTION_VECTOR disagree")
 _PYAV_LAYOUT_MATCHES: bool | None = None  # checked against PyAV once, on first use
 
 try:  # PyAV >= 14: a container over a frame's side data that the frame does not keep
