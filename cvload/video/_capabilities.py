@@ -50,10 +50,12 @@ def _roundtrip(codec: str, decoder: str | None) -> tuple[str, bool]:
             if stream.codec_context.extradata:
                 ctx.extradata = stream.codec_context.extradata
         ctx.options = {"flags2": "+export_mvs"}
+        from cvload.video._decode import motion_side_data
+
         found = False
         for packet in container.demux(stream):
             for frame in ctx.decode(packet):
-                found |= frame.side_data.get("MOTION_VECTORS") is not None
+                found |= motion_side_data(frame) is not None
         return ctx.name, found
 
 
