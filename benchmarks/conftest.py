@@ -119,6 +119,14 @@ def _table(group: str, rows: dict) -> str:
                         f"{r['per_s'] / base['per_s']:.1f}x" if base else ""))
         return format_table(["clips", "method", "median ms/pass", "clips/pass", "clips/s",
                              "MB/s", "vs video_to_rgb"], out)
+    if group == "allocator":
+        out = []
+        for (method, mode), r in sorted(rows.items()):
+            base = rows.get((method, "untuned"))
+            out.append((method, mode, f"{r['median_s'] * 1000:.1f}", f"{r['per_s']:.1f}",
+                        f"{r['maxrss_mb']:.0f}", _paired(r, base)))
+        return format_table(["method (720p)", "malloc", "median ms/clip", "clips/s",
+                             "peak RSS MB", "paired vs untuned [IQR]"], out)
     baselines = {"decode": "decode_only", "layouts": "rgb_same_frames", "motion": "mv_only",
                  "overhead": "torch_dataloader"}
     # a second baseline where a target names one (MV-only vs full RGB decode)

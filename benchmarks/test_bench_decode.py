@@ -134,3 +134,66 @@ def test_layouts(benchmark, bench_videos, video, layout):
                             len(frames), "frames"),
         "clip": (lambda: read(path, frames, streams=streams, info=info), len(frames), "frames"),
     }, rounds=15)
+
+
+_ALLOCATOR_SCRIPT = r"""
+import json, sys, time
+import numpy as np
+import cvload
+from cvload._alloc import tune_allocator
+path, tuned, rounds = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
+if tuned:
+    assert tune_allocator()
+info = cvload.probe(path)
+read = cvload.video.read_frames
+gop12 = info.keyframes[0] + np.array([0, 4, 8, 11])
+methods = {
+    "rgb_same_frames": lambda: read(path, gop12, streams=("rgb",), info=info),
+    "imrnet_gop12_clip": lambda: read(path, gop12, streams=("iframe", "mv", "residual"),
+                                      info=info),
+    "mvcgc_clip": lambda: read(path, np.arange(24, 40), streams=("rgb", "mv"), info=info),
+}
+for fn in methods.values():
+    fn()
+times = {name: [] for name in methods}
+for _ in range(rounds):
+    for name, fn in methods.items():
+        start = time.perf_counter()
+        fn()
+        times[name].append(time.perf_counter() - start)
+import resource
+print(json.dumps({"median_s": {k: float(np.median(v)) for k, v in times.items()},
+                  "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def test_allocator(benchmark, bench_videos):
+    """Decoding with glibc's malloc as it comes vs tuned as cvload.DataLoader's workers
+    tune it (``cvload._alloc``): fresh processes, alternated, the same work in each."""
+    import json
+    import subprocess
+    import sys
+
+    from benchmarks.conftest import RESULTS
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("allocator tuning is for glibc (Linux)")
+    path = _path(bench_videos, "golden_720p_P")
+    runs: dict[str, list[dict]] = {"untuned": [], "tuned": []}
+
+    def one_pair():
+        for mode in ("untuned", "tuned"):
+            out = subprocess.run([sys.executable, "-c", _ALLOCATOR_SCRIPT, path,
+                                  "1" if mode == "tuned" else "0", "9"],
+                                 capture_output=True, text=True, check=True).stdout
+            runs[mode].append(json.loads(out.strip().splitlines()[-1]))
+
+    benchmark.pedantic(one_pair, rounds=6, warmup_rounds=0)
+    for mode, results in runs.items():
+        for method in results[0]["median_s"]:
+            samples = [r["median_s"][method] for r in results]
+            RESULTS["allocator"][(method, mode)] = {
+                "median_s": float(np.median(samples)), "units": 1, "unit": "clips",
+                "per_s": 1 / float(np.median(samples)), "rounds": len(samples),
+                "samples_s": samples,
+                "maxrss_mb": float(np.median([r["maxrss_mb"] for r in results]))}

@@ -5,6 +5,7 @@ neural codes in WebDataset shards, and a drop-in ``DataLoader`` that puts them o
 """
 
 from cvload import errors
+from cvload._alloc import tune_allocator
 from cvload.codec import VideoCodec
 from cvload.errors import CvloadError
 from cvload.loader import DataLoader
@@ -37,4 +38,5 @@ __all__ = [
     "motion_field",
     "probe",
     "read_clip",
+    "tune_allocator",
 ]

@@ -135,6 +135,51 @@ def test_plain_dataset_behaves_like_torch():
     assert isinstance(loader, torch.utils.data.DataLoader) and len(loader) == 10
 
 
+class _WorkerReport(torch.utils.data.Dataset):
+    """Each item says, from the process that read it, whether the allocator was tuned
+    and what the user's worker_init_fn left behind."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        from cvload._alloc import allocator_tuned
+
+        return torch.tensor([int(allocator_tuned()), _INIT_MARK.get("id", -1), os.getpid()])
+
+
+_INIT_MARK: dict = {}
+
+
+def _mark_worker(worker_id):
+    _INIT_MARK["id"] = worker_id
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="allocator tuning is for glibc (Linux)")
+def test_worker_processes_tune_the_allocator_and_still_run_the_users_init(monkeypatch):
+    from cvload._alloc import allocator_tuned
+
+    assert not allocator_tuned()  # the test process itself is left alone
+    rows = torch.cat(list(cvload.DataLoader(_WorkerReport(), batch_size=2, num_workers=2,
+                                            worker_init_fn=_mark_worker)))
+    assert rows[:, 0].tolist() == [1, 1, 1, 1]  # tuned in every worker
+    assert sorted(set(rows[:, 1].tolist())) == [0, 1]  # the user's init ran in both
+    assert os.getpid() not in rows[:, 2].tolist()
+    monkeypatch.setenv("CVLOAD_TUNE_ALLOCATOR", "0")
+    rows = torch.cat(list(cvload.DataLoader(_WorkerReport(), batch_size=2, num_workers=2)))
+    assert rows[:, 0].tolist() == [0, 0, 0, 0]
+    assert not allocator_tuned()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="allocator tuning is for glibc (Linux)")
+def test_tune_allocator_in_a_fresh_process():
+    code = ("import cvload._alloc as a; print(a.allocator_tuned(), a.tune_allocator(), "
+            "a.tune_allocator(), a.allocator_tuned())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "True", "True", "True"]
+
+
 def test_every_torch_keyword_is_accepted(codes_dir):
     import inspect
 
