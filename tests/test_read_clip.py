@@ -1,5 +1,6 @@
 """read_clip: seeking, requested streams only, residuals, CoViAR accumulation, estimation."""
 
+import av
 import numpy as np
 import pytest
 
@@ -277,3 +278,26 @@ def test_truncated_file_raises_naming_source_and_frame(video_factory, tmp_path, 
     ds = cvload.VideoDataset([cut], num_frames=40, handler="skip")
     item = ds[0]  # a clip longer than the video repeats its last frame
     assert item["rgb"].shape[0] == 40 and ds.skipped.total == 0
+
+
+def test_frames_with_padded_rows(video_factory):
+    """170 RGB pixels are 510 bytes in rows of 512: PyAV hands back strided views, which
+    every stream, accumulation, estimation and layout must take."""
+    v = video_factory(width=170, height=98, num_frames=16, bframes=2, gop=16)
+    clip = cvload.read_clip(v.path, start=2, num_frames=8)
+    with av.open(v.path) as container:
+        pyav = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    np.testing.assert_array_equal(clip.rgb, np.stack(pyav[2:10]))
+    prediction = clip.rgb.astype(np.int16) - clip.residual
+    assert prediction.min() >= 0 and prediction.max() <= 255 and clip.residual.any()
+    assert clip.mv.shape == (8, 25, 43, 4) and clip.iframe.shape == (1, 98, 170, 3)
+    accumulated = cvload.read_clip(v.path, start=2, num_frames=8, accumulate=True)
+    assert accumulated.residual.shape == (8, 98, 170, 3)
+    assert accumulated.mv.shape[:3] == clip.mv.shape[:3]  # motion_field's cells (L0 only)
+    estimated = cvload.read_clip(v.path, start=2, num_frames=8, streams=("mv", "residual"),
+                                 mv_source="estimate")
+    assert estimated.mv_estimated and estimated.residual.shape == (8, 98, 170, 3)
+    for layout in ("mvcgc", "imrnet", "coviar"):
+        sample = cvload.VideoDataset([v.path], layout=layout, num_frames=2)[0]
+        assert all(t.shape[-1] in (170, 43) for k, t in sample.items()
+                   if k in ("rgb", "mv", "residual", "iframe")), (layout, sample.keys())

@@ -623,8 +623,11 @@ def _accumulated(frames, refs, indices, keyframes, height, width, grid, need_res
         cvload_ext.accumulate_motion(acc[past], _pixel_l0(frames[i]["vectors"], height, width),
                                      out)
         acc[i] = out
-    half = grid // 2
-    mv = np.stack([acc[int(i)][half::grid, half::grid] for i in indices])
+    # cell centres, as motion_field rasterises them: ceil(H/grid) x ceil(W/grid) cells,
+    # the centre of a last partial cell clamped into the frame
+    rows = np.minimum(np.arange(-(-height // grid)) * grid + grid // 2, height - 1)
+    cols = np.minimum(np.arange(-(-width // grid)) * grid + grid // 2, width - 1)
+    mv = np.stack([acc[int(i)][rows][:, cols] for i in indices])
     residual = None
     if need_residual:
         res = []

@@ -129,9 +129,18 @@ def to_rgb(frame) -> "np.ndarray":
     (tens of threads that outlive the call, and ~30x slower on small frames), and native
     threads alive when a process forks DataLoader workers can deadlock the workers.
     """
-    return frame.to_ndarray(format="rgb24", threads=1)
+    return _contiguous(frame.to_ndarray(format="rgb24", threads=1))
 
 
 def to_gray(frame) -> "np.ndarray":
     """``(H, W)`` uint8 luma of a decoded frame (single-threaded, see :func:`to_rgb`)."""
-    return frame.to_ndarray(format="gray", threads=1)
+    return _contiguous(frame.to_ndarray(format="gray", threads=1))
+
+
+def _contiguous(array: "np.ndarray") -> "np.ndarray":
+    """PyAV returns a strided view when a row's bytes are padded (for instance 170 RGB
+    pixels, 510 bytes, in rows of 512): the kernels and the stacked outputs want rows
+    back to back, so such frames are copied once here."""
+    import numpy as np
+
+    return array if array.flags.c_contiguous else np.ascontiguousarray(array)
