@@ -5,11 +5,17 @@ Each test times a group of methods interleaved in the same rounds (see
 
 - decode:  decode_only (FFmpeg's floor: decode, no conversion) vs full RGB decode with
            PyAV (``to_ndarray`` as usually written, and single-threaded as cvload does it)
-           vs MV-only (``cvload.iter_motion_vectors``) vs rasterising those vectors.
+           vs MV-only (``cvload.iter_motion_vectors``) vs rasterising those vectors, and
+           two ceilings set by FFmpeg alone: decoding with the vectors exported but never
+           read (their export's own cost), and with cvload's MV-only decoder options
+           (export, no loop filter, no IDCT) but nothing read out (the most MV-only
+           could reach).
 - motion:  MV-only vs estimated motion (block matching on an HEVC encode of the same
            frames) vs OpenCV Farneback optical flow, per frame.
 - layouts: a clip of each layout vs decoding the same frames to RGB (``read_frames`` with
            ``streams=("rgb",)``).
+- allocator: layouts read in fresh processes with glibc's malloc as it comes and tuned
+           as cvload.DataLoader's workers tune it.
 All decoders run single-threaded (slice threading, 1 thread): parallelism belongs to
 DataLoader workers, and frame threading corrupts exported B-frame vectors.
 """
@@ -36,11 +42,14 @@ def _path(bench_videos, name):
     return bench_videos[name]
 
 
-def _decode(path, *, rgb: str | None, frames: int = FRAMES) -> int:
+def _decode(path, *, rgb: str | None, frames: int = FRAMES, options: dict | None = None) -> int:
     """rgb: None (decode only), "default" (``frame.to_ndarray`` as usually written, which
-    lets swscale start threads per frame) or "threads1" (single-threaded, as cvload)."""
+    lets swscale start threads per frame) or "threads1" (single-threaded, as cvload).
+    ``options``: decoder options (the ceilings below)."""
     with av.open(path) as c:
         s = c.streams.video[0]
+        if options:
+            s.codec_context.options = dict(options)
         s.codec_context.thread_type = "SLICE"
         s.codec_context.thread_count = 1
         n = 0
@@ -51,6 +60,10 @@ def _decode(path, *, rgb: str | None, frames: int = FRAMES) -> int:
                 frame.to_ndarray(format="rgb24", threads=1)
             n += 1
     return n
+
+
+_EXPORT = {"flags2": "+export_mvs"}
+_MV_FLAGS = {"flags2": "+export_mvs", "skip_loop_filter": "all", "skip_idct": "all"}  # as cvload
 
 
 def _mv_only(path, frames: int = FRAMES) -> list:
@@ -68,10 +81,15 @@ def test_decode(benchmark, bench_videos, video):
         "rgb_decode_pyav_default": (lambda: _decode(path, rgb="default"), FRAMES, "frames"),
         "rgb_decode_pyav_threads1": (lambda: _decode(path, rgb="threads1"), FRAMES, "frames"),
         "mv_only": (lambda: _mv_only(path), FRAMES, "frames"),
+        # ceilings: FFmpeg's own costs, with no vector read out
+        "ceiling_export_only": (lambda: _decode(path, rgb=None, options=_EXPORT), FRAMES,
+                                "frames"),
+        "ceiling_mv_decode_flags": (lambda: _decode(path, rgb=None, options=_MV_FLAGS),
+                                    FRAMES, "frames"),
         "rasterize_grid4": (lambda: [cvload.motion_field(v, info.height, info.width, grid=4,
                                                          out=field)
                                      for v in vectors], FRAMES, "frames"),
-    }, rounds=41)
+    }, rounds=31)
 
 
 @pytest.mark.parametrize("video", VIDEOS)
