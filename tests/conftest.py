@@ -68,3 +68,16 @@ def video_factory(tmp_path_factory):
         return made[key]
 
     return make
+
+
+def write_labelled_videos(root, count: int, *, num_frames: int, motion_y: int) -> list[str]:
+    """``count`` small H.264 videos (every other one with B-frames) in ``root``, and a
+    ``labels.csv`` giving video ``i`` the label ``i``: the input of ``cvload pack``."""
+    from cvload.synthetic import write_video
+
+    made = [write_video(root / f"v{i}.mp4", width=64, height=48, num_frames=num_frames, gop=8,
+                        bframes=2 * (i % 2), motion=(i + 1, motion_y), seed=i).path
+            for i in range(count)]
+    (root / "labels.csv").write_text(
+        "path,label\n" + "".join(f"v{i}.mp4,{i}\n" for i in range(count)))
+    return made

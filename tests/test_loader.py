@@ -526,12 +526,10 @@ def test_memory_stays_flat_over_many_epochs_with_persistent_workers(tmp_path, wo
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
-    from cvload.synthetic import write_video
+    from tests.conftest import write_labelled_videos
 
     root = tmp_path_factory.mktemp("loader-src")
-    videos = [write_video(root / f"v{i}.mp4", width=64, height=48, num_frames=32, gop=8,
-                          bframes=2 * (i % 2), motion=(i + 1, 1), seed=i).path for i in range(2)]
-    (root / "labels.csv").write_text("path,label\n" + "".join(f"v{i}.mp4,{i}\n" for i in range(2)))
+    videos = write_labelled_videos(root, 2, num_frames=32, motion_y=1)
     out = tmp_path_factory.mktemp("loader-shards")
     for fmt, extra in (("video", {}), ("rgb", {"size": (48, 64)})):
         pack([root / "labels.csv"], out=out / fmt, format=fmt, clip_frames=8, shard_samples=3,

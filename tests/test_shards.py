@@ -20,13 +20,10 @@ from tests import shared_videos as sv
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
-    from cvload.synthetic import write_video
+    from tests.conftest import write_labelled_videos
 
     root = tmp_path_factory.mktemp("pack-src")
-    made = [write_video(root / f"v{i}.mp4", width=64, height=48, num_frames=24, gop=8,
-                        bframes=2 * (i % 2), motion=(i + 1, 0), seed=i).path for i in range(3)]
-    (root / "labels.csv").write_text("path,label\n" + "".join(f"v{i}.mp4,{i}\n" for i in range(3)))
-    return root, made
+    return root, write_labelled_videos(root, 3, num_frames=24, motion_y=0)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import os
 from typing import IO, Iterator, Union
 
 import av
+import numpy as np
 
 from cvload.errors import (
     CorruptVideoError,
