@@ -37,7 +37,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
             print(f"error: {err}", file=sys.stderr)
             status = 1
             continue
-        record = {k: v for k, v in asdict(info).items() if k != "packet_pts"}
+        record = {k: v for k, v in asdict(info).items() if k not in ("frame_pts", "keyframe_seek")}
         record["frame_rate"] = str(info.frame_rate)
         record["time_base"] = str(info.time_base)
         print(json.dumps(record) if args.json else "\n".join(f"{k}: {v}" for k, v in record.items()))

@@ -31,7 +31,7 @@ def decode_member(name: str, data: bytes, *, source: str = "") -> object:
             return json.loads(data)
         if name.endswith(".cls"):
             return int(data.decode().strip())
-        if name.endswith((".mp4", ".264", ".h265", ".mkv")):
+        if name.endswith((".mp4", ".264", ".h265", ".mkv", ".webm", ".avi")):
             from cvload.video import probe
 
             return probe(data)

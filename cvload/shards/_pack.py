@@ -147,55 +147,80 @@ def _plan_video(path: str, fmt: str, clip_frames: int, clip_stride: int):
 
 
 def _remux(path: str, info, start: int, frames: int) -> tuple[bytes, str, int]:
-    """Packets of frames ``[start, start + frames)`` (a GOP-aligned span) copied into a new
-    container without re-encoding. MP4 when the source has timestamps, else the raw stream.
+    """Packets of frames ``[start, start + frames)`` (a GOP-aligned span: ``start`` is a
+    keyframe) copied into a new container without re-encoding. Returns the bytes, the
+    member suffix and the number of frames the segment holds.
+
+    Streams ordered by pts go to MP4 with their timestamps shifted to start at 0. Streams
+    in decoding order (AVI, MP4s storing decode times) keep their packets in that order,
+    numbered 0, 1, ... (AVI stays AVI; others go to MP4); raw streams stay raw.
 
     The cut is made at the next keyframe in decode order. In open-GOP streams the next
     GOP's leading pictures (presented before its keyframe, decoded after it) depend on that
     keyframe and stay out, so the segment may hold fewer frames than planned: the number
     kept is returned, always the first frames of the span, and recorded in the metadata."""
-    from cvload.video._source import open_video
+    from cvload.video import open_video
 
-    order = np.sort(np.asarray(info.packet_pts, np.int64)) if info.has_timestamps else None
-    lo = int(order[start]) if order is not None else None
-    hi = int(order[start + frames]) if order is not None and start + frames < len(order) else None
+    gop = info.keyframes.index(start)
+    end_gop = info.keyframes.index(start + frames) if start + frames < info.num_frames else None
+    target = info.keyframe_seek[gop]
+    stop = info.keyframe_seek[end_gop] if end_gop is not None else None
+    by_pts = info.frame_order == "pts"
     raw = {"h264": "h264", "hevc": "hevc"}.get(info.codec)
-    if order is None and raw is None:
-        raise InvalidArgumentError(f"cannot cut {info.codec} without timestamps", source=path)
+    if not info.has_timestamps:
+        if raw is None:
+            raise InvalidArgumentError(f"cannot cut {info.codec} without timestamps", source=path)
+        fmt, suffix = raw, {"h264": "264", "hevc": "h265"}[raw]
+    elif by_pts or info.container != "avi":
+        fmt, suffix = "mp4", "mp4"
+    else:
+        fmt, suffix = "avi", "avi"
+    lo = info.frame_pts[start] if by_pts else None
+    hi = info.frame_pts[start + frames] if by_pts and start + frames < info.num_frames else None
     buffer = io.BytesIO()
-    fmt, suffix = ("mp4", "mp4") if order is not None else (raw, {"h264": "264", "hevc": "h265"}[raw])
     with open_video(path, info.stream_index) as (container, vstream), \
             av.open(buffer, "w", format=fmt) as out:
         # opaque: copy the codec parameters without looking up an encoder (a decoder such
         # as libdav1d has no encoder of that name; nothing is re-encoded anyway)
         ostream = out.add_stream_from_template(vstream, opaque=True)
-        if order is not None and start > 0:
-            container.seek(lo, stream=vstream, backward=True, any_frame=False)
-        count, kept, shift = 0, 0, None
+        if target is not None and start > 0:
+            container.seek(target, stream=vstream, backward=True, any_frame=False)
+        count, kept, shift, landed = 0, 0, None, target is None or start == 0
         for packet in container.demux(vstream):
             if packet.size == 0:
                 continue
-            if order is not None:
+            at = packet.dts if packet.dts is not None else packet.pts
+            if not landed:  # the seek must land on the keyframe (decode order counts from it)
+                if at != target and not by_pts:
+                    raise ShardError(f"seeking to frame {start} landed elsewhere", source=path)
+                landed = True
+            if packet.is_discard:
+                continue  # an edit list hides it
+            if by_pts:
                 if packet.pts is None or packet.pts < lo:
                     continue
                 if hi is not None and packet.pts >= hi and packet.is_keyframe:
                     break  # the next GOP: cut here (decode order)
                 if hi is not None and packet.pts >= hi:
                     continue
-                kept += 1
                 if shift is None:
                     shift = packet.dts if packet.dts is not None else packet.pts
                 packet.pts -= shift
                 if packet.dts is not None:
                     packet.dts -= shift
-            else:
+            elif not info.has_timestamps:
                 if count < start:
                     count += 1
                     continue
                 if count >= start + frames:
                     break
                 count += 1
-                kept += 1
+            else:
+                if stop is not None and at == stop and packet.is_keyframe:
+                    break
+                packet.pts = packet.dts = kept
+                packet.time_base = vstream.time_base
+            kept += 1
             packet.stream = ostream
             out.mux(packet)
     if kept == 0:

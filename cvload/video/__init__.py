@@ -13,6 +13,7 @@ from cvload.video._decode import (
 )
 from cvload.video._dataset import LAYOUTS, ClipDecoder, VideoDataset
 from cvload.video._probe import VideoInfo, probe
+from cvload.video._source import open_video
 
 __all__ = [
     "STREAMS",
@@ -27,6 +28,7 @@ __all__ = [
     "estimate_vectors",
     "iter_motion_vectors",
     "motion_field",
+    "open_video",
     "probe",
     "read_clip",
     "read_frames",

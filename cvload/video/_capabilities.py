@@ -1,4 +1,5 @@
-"""What this PyAV/FFmpeg build can do, found out by trying, not from a table."""
+"""Which decoders export motion vectors: a table of what was verified, the first inter
+frame for the rest, and a round trip per codec for ``cvload doctor``."""
 
 from __future__ import annotations
 
@@ -9,9 +10,41 @@ from dataclasses import dataclass
 
 import av
 
-from cvload.synthetic import ENCODERS, encode_frames, translating_frames
+__all__ = ["CodecSupport", "codec_support", "motion_vector_export", "EXPORTING_CODECS",
+           "NON_EXPORTING_CODECS"]
 
-__all__ = ["CodecSupport", "codec_support", "decoder_exports_motion_vectors"]
+#: Codecs whose FFmpeg decoders export motion vectors (``flags2=+export_mvs``): H.264
+#: and the MPEG-video family. Each was checked by encoding and decoding a clip
+#: (``tests/test_capabilities.py`` repeats the check for every one this build can encode).
+EXPORTING_CODECS = frozenset({
+    "h264", "mpeg4", "mpeg1video", "mpeg2video", "h261", "h263", "h263p", "h263i", "flv1",
+    "msmpeg4v1", "msmpeg4v2", "msmpeg4v3", "wmv1", "wmv2", "snow",
+})
+#: Codecs whose decoders export none (checked the same way, or from the shared real
+#: files for HEVC, VP9 and AV1). Intra-only codecs (MJPEG, ProRes, DV, FFV1, ...) are
+#: recognised from FFmpeg's codec descriptor as well.
+NON_EXPORTING_CODECS = frozenset({
+    "hevc", "vp8", "vp9", "av1", "cinepak", "qtrle", "gif", "theora", "vp3", "mjpeg",
+    "prores", "dvvideo", "ffv1", "huffyuv", "rawvideo", "png", "apng",
+})
+
+
+def motion_vector_export(codec: str, decoder: str | None = None) -> bool | None:
+    """Does the decoder of ``codec`` export motion vectors? True/False when known from the
+    tables (or FFmpeg says the codec is intra-only), None when unknown: then the first
+    inter frame decoded decides (see ``cvload.video._decode``). Costs nothing."""
+    names = {codec, decoder} - {None}
+    if names & EXPORTING_CODECS:
+        return True
+    if names & NON_EXPORTING_CODECS:
+        return False
+    for name in names:
+        try:
+            if av.codec.Codec(name, "r").intra_only:
+                return False
+        except Exception:  # an unknown name: nothing to learn from it
+            continue
+    return None
 
 _SUFFIX = {"h264": ".264", "hevc": ".h265", "mpeg4": ".m4v", "mpeg2video": ".m2v",
            "vp9": ".webm", "av1": ".mkv"}
@@ -35,6 +68,8 @@ def _roundtrip(codec: str, decoder: str | None) -> tuple[str, bool]:
     the file (``libdav1d`` for AV1, say). Returns ``(decoder used, vectors seen)``.
     """
     import tempfile
+
+    from cvload.synthetic import encode_frames, translating_frames
 
     frames = translating_frames(6, 64, 64, motion=(2, 1), seed=7)
     with tempfile.TemporaryDirectory(prefix="cvload-caps-") as tmp:
@@ -65,8 +100,11 @@ def codec_support(codec: str, decoder: str | None = None) -> CodecSupport:
 
     Encodes six 64x64 frames with the bundled encoder and decodes them with ``decoder``
     (default: the one FFmpeg picks when opening such a file) and ``flags2=+export_mvs``.
-    Cached per process; takes a few milliseconds per codec.
+    Cached per process; takes a few milliseconds per codec. Used by ``cvload doctor``;
+    :func:`probe` reads :func:`motion_vector_export` instead.
     """
+    from cvload.synthetic import ENCODERS
+
     encoder = ENCODERS.get(codec)
     fallback = decoder
     if fallback is None:
@@ -85,8 +123,3 @@ def codec_support(codec: str, decoder: str | None = None) -> CodecSupport:
     except Exception as err:  # a broken build must not break probing
         return CodecSupport(codec, fallback, encoder, None, f"{type(err).__name__}: {err}")
     return CodecSupport(codec, used, encoder, exports)
-
-
-def decoder_exports_motion_vectors(codec: str, decoder: str | None = None) -> bool | None:
-    """True/False when known from a round trip, None when this build cannot tell."""
-    return codec_support(codec, decoder).exports_motion_vectors

@@ -20,6 +20,7 @@ from cvload.errors import (
     InvalidArgumentError,
     NoMotionVectorsError,
 )
+from cvload.video._order import SeekMissed, presentation_frames
 from cvload.video._probe import VideoInfo, pict_letter, probe
 from cvload.video._source import Source, open_video, source_name, to_gray, to_rgb
 
@@ -135,50 +136,86 @@ def _configure(vstream, *, export_mvs: bool, pixels_needed: bool, threads: int) 
     ctx.thread_count = threads
 
 
-def _check_exports(info_codec: str, decoder: str, exports: bool | None, name: str) -> None:
-    if exports is False:
-        raise NoMotionVectorsError(
-            f"the {info_codec} decoder ({decoder}) exports no motion vectors", source=name
-        )
+#: Codecs whose export was unknown in advance, learned from their first inter frame.
+_LEARNED_EXPORTS: dict[str, bool] = {}
+
+
+def _exports(info: VideoInfo) -> bool | None:
+    known = info.exports_motion_vectors
+    return known if known is not None else _LEARNED_EXPORTS.get(info.codec)
+
+
+def _no_vectors(info: VideoInfo, name: str) -> NoMotionVectorsError:
+    return NoMotionVectorsError(
+        f"the {info.codec} decoder ({info.decoder}) exports no motion vectors", source=name,
+        hint="pass mv_source='estimate' (block matching on the decoded frames) or "
+             "mv_source='auto' (the bitstream's vectors where the codec has them)")
+
+
+def _is_inter(frame) -> bool:
+    """A predicted frame: P/B/S, or a non-key frame of a codec that sets no type."""
+    kind = int(frame.pict_type)
+    return kind in (2, 3, 4, 6, 7) or (kind == 0 and not frame.key_frame)
+
+
+class _NoVectorsAfterAll(Exception):
+    """The first inter frame of a codec not known in advance carried no vectors."""
+
+
+def _learn_exports(info: VideoInfo, frame, side_data) -> None:
+    """Decide an unknown codec's export on its first inter frame (remembered per process)."""
+    if info.codec in _LEARNED_EXPORTS or not _is_inter(frame):
+        return
+    _LEARNED_EXPORTS[info.codec] = side_data is not None
+    if side_data is None:
+        raise _NoVectorsAfterAll()
 
 
 def iter_motion_vectors(
-    source: Source, *, stream: int | None = None, threads: int = 1
+    source: Source, *, stream: int | None = None, threads: int = 1,
+    info: VideoInfo | None = None,
 ) -> Iterator[FrameMotion]:
-    """Yield the motion vectors of every frame, in output order.
+    """Yield the motion vectors of every frame, in presentation order (see
+    :attr:`VideoInfo.frame_order`).
 
     Equals mv-extractor's reference output frame for frame, B-frames included, and is
-    identical from run to run (slice threading only, never frame threading). The loop filter is skipped: it changes pixels, never vectors.
+    identical from run to run (slice threading only, never frame threading). The loop
+    filter and inverse transform are skipped: they change pixels, never vectors.
 
     ``threads``: FFmpeg slice threads (1 by default: parallelism belongs to DataLoader
     workers, and decoder threads alive in a process that forks workers can deadlock them).
+    ``info``: a :func:`probe` result of ``source`` (probed here when not given).
 
     Raises:
-        NoMotionVectorsError: the codec's decoder exports none (HEVC, VP9, AV1 ...).
+        NoMotionVectorsError: the codec's decoder exports none (HEVC, VP9, AV1, Cinepak,
+            MJPEG ...), known in advance or from the first inter frame.
         CorruptVideoError: decoding failed; names the frame reached.
         EmptyVideoError: the stream yielded no frame at all.
     """
     name = source_name(source)
-    with open_video(source, stream) as (container, vstream):
-        from cvload.video._capabilities import decoder_exports_motion_vectors
-        from cvload.video._source import codec_name
-
-        codec = codec_name(vstream)
-        _check_exports(codec, vstream.codec_context.name,
-                       decoder_exports_motion_vectors(codec, vstream.codec_context.name), name)
+    info = info if info is not None else probe(source, stream=stream)
+    if _exports(info) is False:
+        raise _no_vectors(info, name)
+    undecided = _exports(info) is None
+    count = 0
+    with open_video(source, info.stream_index) as (container, vstream):
         _configure(vstream, export_mvs=True, pixels_needed=False, threads=threads)
-        index = 0
-        try:
-            for frame in container.decode(vstream):
-                motion = FrameMotion(index, frame.pts, pict_letter(frame),
-                                     vectors_from_side_data(motion_side_data(frame)))
-                del frame
-                yield motion
-                index += 1
-        except av.error.FFmpegError as err:
-            raise CorruptVideoError(f"decoding failed: {err}", source=name, frame=index) from err
-        if index == 0:
-            raise EmptyVideoError("no frame could be decoded", source=name)
+        for index, frame in presentation_frames(container, vstream, info, 0, seek=False,
+                                                name=name):
+            side_data = motion_side_data(frame)
+            if undecided:
+                try:
+                    _learn_exports(info, frame, side_data)
+                except _NoVectorsAfterAll:
+                    raise _no_vectors(info, name) from None
+                undecided = info.codec not in _LEARNED_EXPORTS
+            motion = FrameMotion(index, frame.pts, pict_letter(frame),
+                                 vectors_from_side_data(side_data))
+            del frame, side_data
+            yield motion
+            count += 1
+    if count == 0:
+        raise EmptyVideoError("no frame could be decoded", source=name)
 
 
 def motion_field(vectors: np.ndarray, height: int, width: int, *, grid: int = 4,
@@ -295,21 +332,6 @@ class CompressedClip:
         return f"CompressedClip({', '.join(parts)})"
 
 
-def _frame_indexer(info: VideoInfo):
-    """Map a decoded frame to its output index: by pts when the stream has them."""
-    if info.has_timestamps:
-        order = np.sort(np.asarray(info.packet_pts, np.int64))
-
-        def index_of(frame, counter):
-            if frame.pts is None:
-                return None
-            i = int(np.searchsorted(order, frame.pts))
-            return i if i < len(order) and order[i] == frame.pts else None
-
-        return index_of, order
-    return (lambda frame, counter: counter), None
-
-
 def read_clip(
     source: Source,
     *,
@@ -382,7 +404,11 @@ def read_frames(
     """Like :func:`read_clip` for any non-decreasing frame ``indices`` (repeats allowed).
 
     Decoding starts at the keyframe at or before the first index; layouts that need
-    frames of several GOPs far apart call it once per GOP.
+    frames of several GOPs far apart call it once per GOP. Frames are the ones sequential
+    decoding gives, in presentation order (see :attr:`VideoInfo.frame_order`): when a
+    seek lands elsewhere than the index expects, or a frame is not returned after it, the
+    stream is decoded from its start, and only a frame that decoding from the start does
+    not give either is an error.
     """
     streams = tuple(streams)
     name = source_name(source)
@@ -399,104 +425,135 @@ def read_frames(
             hint="choose a smaller start, num_frames or step",
         )
     want_mv = "mv" in streams or "residual" in streams or accumulate
-    estimated = False
-    if want_mv:
-        if info.exports_motion_vectors is False:
-            if mv_source == "bitstream":
-                raise NoMotionVectorsError(
-                    f"the {info.codec} decoder ({info.decoder}) exports no motion vectors",
-                    source=name,
-                )
-            estimated = True
-        elif mv_source == "estimate":
-            estimated = True
+    estimated = want_mv and mv_source == "estimate"
+    if want_mv and not estimated and _exports(info) is False:
+        if mv_source == "bitstream":
+            raise _no_vectors(info, name)
+        estimated = True
+    request = _Request(source, name, info, indices, streams, accumulate, want_mv, threads)
+    try:
+        frames = _collect(request, estimated)
+    except _NoVectorsAfterAll:
+        if mv_source == "bitstream":
+            raise _no_vectors(info, name) from None
+        estimated = True
+        frames = _collect(request, estimated)
     keyframes = np.asarray(info.keyframes, np.int64)
-    keyset = set(keyframes.tolist())
-    first_key = int(keyframes[np.searchsorted(keyframes, indices[0], side="right") - 1])
+    return _assemble(name, info, frames, indices, streams, size, mv_grid, accumulate,
+                     estimated, keyframes)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What :func:`read_frames` was asked for, as its decoding loop needs it."""
+
+    source: Source
+    name: str
+    info: VideoInfo
+    indices: np.ndarray
+    streams: tuple[str, ...]
+    accumulate: bool
+    want_mv: bool
+    threads: int
+
+
+def _collect(request: _Request, estimated: bool) -> dict[int, dict]:
+    """Decode the frames of ``request``: seeking first, from the start if that fails."""
+    info, indices = request.info, request.indices
+    keyframes = np.asarray(info.keyframes, np.int64)
+    gop = int(np.searchsorted(keyframes, indices[0], side="right") - 1)
+    can_seek = gop > 0 and info.keyframe_seek[gop] is not None
+    for seek in ((True, False) if can_seek else (False,)):
+        with open_video(request.source, info.stream_index) as (container, vstream):
+            pixels = estimated or any(s in request.streams for s in ("rgb", "residual", "iframe"))
+            _configure(vstream, export_mvs=request.want_mv and not estimated,
+                       pixels_needed=pixels, threads=request.threads)
+            ordered = presentation_frames(container, vstream, info, gop, seek=seek,
+                                          name=request.name)
+            try:
+                frames = _decode_span(request, ordered, int(keyframes[gop]), estimated)
+            except SeekMissed:
+                continue
+        missing = [int(i) for i in indices if int(i) not in frames]
+        if not missing:
+            return frames
+    if not frames:
+        raise EmptyVideoError("no frame could be decoded", source=request.name,
+                              frame=int(keyframes[gop]))
+    raise CorruptVideoError(
+        f"the decoder never returns frame {missing[0]}, also when decoding from the start "
+        f"({len(frames)} frames decoded from keyframe {int(keyframes[gop])}): the stream is "
+        "damaged there", source=request.name, frame=missing[0],
+        hint="probe(..., decode=True) counts the frames by decoding them all; skip this "
+             "video with handler='skip'")
+
+
+def _decode_span(request: _Request, ordered, first_key: int, estimated: bool) -> dict:
+    """Records of the frames from ``first_key`` to the last one needed (``ordered`` gives
+    ``(index, frame)`` in presentation order): type, pts, and RGB, vectors or luma only
+    where the request uses them."""
+    info, streams, accumulate = request.info, request.streams, request.accumulate
+    indices = request.indices
+    keyset = set(info.keyframes)
     last = int(indices[-1])
     wanted = set(indices.tolist())
     need_residual = "residual" in streams
-
-    def needs_rgb(index: int, kind: str) -> bool:
-        if index in wanted and ("rgb" in streams or need_residual):
-            return True
-        if "iframe" in streams and index in keyset:
-            return True
-        # accumulated residuals warp the GOP's I-frame; plain residuals convert their
-        # references lazily (see `reference` below)
-        return need_residual and accumulate and index in keyset
-
-    def waiting_for_future_reference() -> bool:
-        # A requested B-frame's residual needs the next I/P frame, output after it.
-        return future_needed
-
-    pixels = estimated or any(s in streams for s in ("rgb", "residual", "iframe"))
+    need_rgb = "rgb" in streams or need_residual
+    want_iframe = "iframe" in streams
+    vectors = request.want_mv and not estimated
+    undecided = vectors and _exports(info) is None
     frames: dict[int, dict] = {}
-    index_of, pts_order = _frame_indexer(info)
-    with open_video(source, stream) as (container, vstream):
-        _configure(vstream, export_mvs=want_mv and not estimated, pixels_needed=pixels,
-                   threads=threads)
-        if info.has_timestamps and first_key > 0:
-            container.seek(int(pts_order[first_key]), stream=vstream, backward=True,
-                           any_frame=False)
-        counter = -1
-        reached = first_key
-        reference = None  # (index, decoded frame) of the latest possible reference
-        previous = None  # (index, decoded frame) just before this one
-        future_needed = False  # a requested B-frame waits for its future reference
-        try:
-            for frame in container.decode(vstream):
-                counter += 1
-                index = index_of(frame, counter)
-                if index is None or index < first_key:
-                    continue
-                if index > last and not waiting_for_future_reference():
-                    break
-                reached = index
-                kind = pict_letter(frame)
-                record = {"type": kind, "pts": -1 if frame.pts is None else int(frame.pts)}
-                if needs_rgb(index, kind):
+    reference = None  # (index, decoded frame) of the latest possible reference
+    previous = None  # (index, decoded frame) just before this one
+    future_needed = False  # a requested B-frame waits for its future reference
+    for index, frame in ordered:
+        if index > last and not future_needed:
+            break
+        kind = pict_letter(frame)
+        record = {"type": kind, "pts": -1 if frame.pts is None else int(frame.pts)}
+        requested = index in wanted
+        if (requested and need_rgb) or (index in keyset and (
+                want_iframe or (need_residual and accumulate))):
+            # accumulated residuals warp the GOP's I-frame; plain residuals convert their
+            # references lazily (see `reference` below)
+            record["rgb"] = to_rgb(frame)
+        # Vectors (or luma to estimate them) only where they are used: requested frames,
+        # and with accumulate=True every frame of the chain.
+        if requested or accumulate:
+            if estimated:
+                record["luma"] = to_gray(frame)
+                if previous is not None and "luma" not in frames[previous[0]]:
+                    frames[previous[0]]["luma"] = to_gray(previous[1])
+            elif vectors:
+                side_data = motion_side_data(frame)
+                if undecided:
+                    _learn_exports(info, frame, side_data)
+                    undecided = info.codec not in _LEARNED_EXPORTS
+                record["vectors"] = vectors_from_side_data(side_data)
+                del side_data
+        elif undecided:
+            _learn_exports(info, frame, motion_side_data(frame))
+            undecided = info.codec not in _LEARNED_EXPORTS
+        previous = (index, frame)
+        frames[index] = record
+        if need_residual and not accumulate:
+            # Convert a reference only when a requested frame predicts from it.
+            if requested and reference is not None and kind != "I":
+                ref_index, ref_frame = reference
+                if "rgb" not in frames[ref_index]:
+                    frames[ref_index]["rgb"] = to_rgb(ref_frame)
+            if future_needed and kind != "B":  # future reference of a requested B
+                if "rgb" not in record:
                     record["rgb"] = to_rgb(frame)
-                # Vectors (or luma to estimate them) only where they are used: requested
-                # frames, and with accumulate=True every frame of the chain.
-                if index in wanted or accumulate:
-                    if estimated:
-                        record["luma"] = to_gray(frame)
-                        if previous is not None and "luma" not in frames[previous[0]]:
-                            frames[previous[0]]["luma"] = to_gray(previous[1])
-                    elif want_mv:
-                        record["vectors"] = vectors_from_side_data(motion_side_data(frame))
-                previous = (index, frame)
-                frames[index] = record
-                if need_residual and not accumulate:
-                    # Convert a reference only when a requested frame predicts from it.
-                    if index in wanted and reference is not None and kind != "I":
-                        ref_index, ref_frame = reference
-                        if "rgb" not in frames[ref_index]:
-                            frames[ref_index]["rgb"] = to_rgb(ref_frame)
-                    if future_needed and kind != "B":  # future reference of a requested B
-                        if "rgb" not in record:
-                            record["rgb"] = to_rgb(frame)
-                        future_needed = False
-                    if index in wanted and kind == "B" and not estimated:
-                        future_needed = True
-                    if estimated or kind != "B":
-                        reference = (index, frame)
-                if index >= last and not waiting_for_future_reference():
-                    break
-        except av.error.FFmpegError as err:
-            raise CorruptVideoError(f"decoding failed: {err}", source=name,
-                                    frame=reached) from err
-    missing = [int(i) for i in indices if int(i) not in frames]
-    if missing:
-        if not frames:
-            raise EmptyVideoError("no frame could be decoded", source=name, frame=first_key)
-        raise CorruptVideoError(
-            f"the decoder stopped before frame {missing[0]} ({len(frames)} frames decoded "
-            f"from keyframe {first_key})", source=name, frame=missing[0],
-        )
-    return _assemble(name, info, frames, indices, streams, size, mv_grid, accumulate,
-                     estimated, keyframes)
+                future_needed = False
+            if requested and kind == "B" and not estimated:
+                future_needed = True
+            if estimated or kind != "B":
+                reference = (index, frame)
+        del frame
+        if index >= last and not future_needed:
+            break
+    return frames
 
 
 def _references(frames: dict[int, dict], estimated: bool):

@@ -1,30 +1,26 @@
-"""``probe``: what a video holds, from its packets (and, where needed, its frames)."""
+"""``probe``: what a video holds, from its packets, checked by decoding its head and tail."""
 
 from __future__ import annotations
 
+import functools
+import io
+import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import av
 import numpy as np
 
-from cvload.errors import CorruptVideoError, EmptyVideoError
-from cvload.video._capabilities import decoder_exports_motion_vectors
+from cvload.video._capabilities import motion_vector_export
+from cvload.video._index import CountMethod, FrameOrder, build_frame_index, pict_letter
 from cvload.video._source import Source, codec_name, open_video, source_name
 
-__all__ = ["VideoInfo", "probe"]
-
-_PICT = {1: "I", 2: "P", 3: "B", 4: "S", 5: "I", 6: "P", 7: "B"}
-
-
-def pict_letter(frame: av.VideoFrame) -> str:
-    """'I', 'P', 'B' (or 'S', '?') for a decoded frame."""
-    return _PICT.get(int(frame.pict_type), "?")
+__all__ = ["VideoInfo", "probe", "pict_letter"]
 
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What :func:`probe` found. Frame indices are in output (presentation) order.
+    """What :func:`probe` found. Frame indices are in presentation order.
 
     Attributes:
         source: printable name of the source.
@@ -33,15 +29,27 @@ class VideoInfo:
             FFmpeg decoder used (``libdav1d`` ...).
         width, height, pix_fmt: coded picture size and pixel format.
         frame_rate: frames per second as a Fraction (``fps`` as float); ``time_base``.
-        num_frames: exact count of frames, from the packets (never from the header);
-            ``declared_frames`` is what the header claims (0 when it says nothing).
-        keyframes: output indices of the keyframes (random-access points);
+        num_frames: the number of frames that decoding the stream yields (never the
+            header's claim, which is ``declared_frames``, 0 when it says nothing); see
+            ``count_method``.
+        keyframes: indices of the keyframes (random-access points);
             ``gop_lengths`` the number of frames from each keyframe to the next.
         has_b_frames: whether B-frames occur (frames reordered, or B pictures decoded).
-        exports_motion_vectors: whether this decoder exports motion vectors (True/False),
-            found by a round trip through the codec, None if that cannot be tested here.
-        has_timestamps: whether packets carry pts (raw ``.264`` streams do not).
-        frame_types: 'IPB...' per output frame when the probe decoded the video, else None.
+        exports_motion_vectors: whether the decoder exports motion vectors: True/False
+            when known for the codec, None when the first inter frame decoded decides.
+        has_timestamps: whether packets carry timestamps to seek by (raw streams do not).
+        frame_order: how frames are put in presentation order: ``"pts"`` (by their
+            timestamps, whatever order the decoder returns them in) or ``"decode"`` (the
+            decoder's output order, when timestamps are absent or unusable);
+            ``order_reason`` says why in words.
+        count_method: ``"packets"``: counted from the packets (edit-list hidden packets
+            excluded), confirmed by decoding the first packets and the last GOP;
+            ``"decoded"``: the whole stream was decoded (``decode=True``, raw streams,
+            or when the checks disagreed with the packets).
+        damage: what failed while decoding for the checks (a damaged file), else None.
+        frame_types: 'IPB...' per frame when the whole stream was decoded, else None.
+        frame_pts: ``frame_order == "pts"``: the pts of every frame, increasing.
+        keyframe_seek: per keyframe, the timestamp a seek goes to (None: from the start).
     """
 
     source: str
@@ -62,8 +70,13 @@ class VideoInfo:
     has_b_frames: bool
     exports_motion_vectors: bool | None
     has_timestamps: bool
+    frame_order: FrameOrder = "pts"
+    order_reason: str = ""
+    count_method: CountMethod = "packets"
+    damage: str | None = None
     frame_types: str | None = None
-    packet_pts: tuple[int, ...] = field(default=(), repr=False)
+    frame_pts: tuple[int, ...] = field(default=(), repr=False)
+    keyframe_seek: tuple[int | None, ...] = field(default=(), repr=False)
 
     @property
     def fps(self) -> float | None:
@@ -74,107 +87,100 @@ class VideoInfo:
         return max(self.gop_lengths) if self.gop_lengths else self.num_frames
 
     def gop_of(self, index: int) -> int:
-        """Index of the GOP holding output frame ``index``."""
+        """Index of the GOP holding frame ``index``."""
         return int(np.searchsorted(np.asarray(self.keyframes), index, side="right")) - 1
 
+    @functools.cached_property
+    def _pts_array(self) -> np.ndarray:
+        return np.asarray(self.frame_pts, np.int64)
 
-def _decode_types(container, stream, source) -> tuple[str, list[int]]:
-    """Decode every frame (no MVs) to learn its type and key flag, in output order."""
-    stream.codec_context.thread_type = "SLICE"
-    stream.codec_context.thread_count = 1
-    types: list[str] = []
-    keys: list[int] = []
-    index = 0
-    try:
-        for index, frame in enumerate(container.decode(stream)):
-            types.append(pict_letter(frame))
-            if frame.key_frame:
-                keys.append(index)
-    except av.error.FFmpegError as err:
-        raise CorruptVideoError(
-            f"decoding failed: {err}", source=source_name(source), frame=len(types)
-        ) from err
-    return "".join(types), keys
+    def index_of_pts(self, pts: int | None) -> int | None:
+        """The index of the frame with timestamp ``pts`` (``frame_order == "pts"``)."""
+        if pts is None or self.frame_order != "pts":
+            return None
+        table = self._pts_array
+        i = int(np.searchsorted(table, pts))
+        return i if i < len(table) and table[i] == pts else None
 
 
 def probe(source: Source, *, stream: int | None = None, decode: bool = False) -> VideoInfo:
     """Describe the video stream of ``source`` (path, bytes or binary file-like).
 
-    Reads packets only (cheap) for containers with timestamps. Raw elementary streams
-    (``.264``, ``.h265``) have none, so their frames are decoded to learn the output
-    order; ``decode=True`` decodes any file fully, which also verifies it and fills
-    ``frame_types``.
+    How frames are counted and ordered (see :mod:`cvload.video._index`): packets are read
+    (milliseconds), then the first packets (up to 48, or the first GOP) and the last GOP
+    are decoded without pixel conversion, loop filter or inverse transform, to confirm
+    that decoding yields one frame per packet in an order the timestamps explain. Where
+    they disagree (frames the decoder drops, decode times stored as presentation times,
+    packed B-frames), and for raw streams, which cannot seek, the whole stream is decoded
+    once instead; ``decode=True`` always does so, and also fills ``frame_types``. A path's
+    result is cached per process (keyed by path, size and modification time).
 
     Raises:
-        VideoNotFoundError, CorruptVideoError, EmptyVideoError (no frames at all, even
-        when FFmpeg reports no error), InvalidArgumentError (bad ``stream``).
+        VideoNotFoundError, CorruptVideoError (unreadable container or packets, or a
+        first frame that does not decode), EmptyVideoError (no frames at all, even when
+        FFmpeg reports no error), InvalidArgumentError (bad ``stream``).
     """
+    if isinstance(source, (str, os.PathLike)) and os.path.isfile(source):
+        stat = os.stat(source)
+        return _probe_path(os.path.abspath(os.fspath(source)), stat.st_size, stat.st_mtime_ns,
+                           stream, decode, os.fspath(source))
+    return _probe(source, stream, decode)
+
+
+@functools.lru_cache(maxsize=4096)
+def _probe_path(path: str, size: int, mtime_ns: int, stream: int | None, decode: bool,
+                shown: str) -> VideoInfo:
+    return _probe(shown, stream, decode)
+
+
+def _probe(source: Source, stream: int | None, decode: bool) -> VideoInfo:
     name = source_name(source)
-    with open_video(source, stream) as (container, vstream):
+    data = source
+    if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
+        data = source.read()  # a file-like object is opened several times below
+        if hasattr(source, "seek"):
+            source.seek(0)
+        if not data:
+            from cvload.errors import CorruptVideoError
+
+            raise CorruptVideoError("empty file object", source=name)
+        data = bytes(data)
+
+    def opened(chosen):
+        if isinstance(data, bytes):  # named, so that errors name the original source
+            buffer = io.BytesIO(data)
+            buffer.name = name
+            return open_video(buffer, chosen)
+        return open_video(data, chosen)
+
+    with opened(stream) as (container, vstream):
         ctx = vstream.codec_context
-        pts: list[int | None] = []
-        keyflags: list[bool] = []
-        try:
-            for packet in container.demux(vstream):
-                if packet.size == 0:
-                    continue  # the flush packet demux ends with
-                pts.append(packet.pts)
-                keyflags.append(bool(packet.is_keyframe))
-        except av.error.FFmpegError as err:
-            raise CorruptVideoError(
-                f"reading packets failed after {len(pts)} packets: {err}", source=name
-            ) from err
-        if not pts:
-            raise EmptyVideoError("the video stream holds no packets", source=name)
-        # Timestamps order frames only when every packet has one and they are distinct;
-        # broken muxes (all pts 0, say) are treated like raw streams: decoded and counted.
-        has_timestamps = all(p is not None for p in pts) and len(set(pts)) == len(pts)
-        frame_types: str | None = None
-        if has_timestamps and not decode:
-            order = np.argsort(np.asarray(pts, np.int64), kind="stable")
-            rank = np.empty(len(pts), np.int64)
-            rank[order] = np.arange(len(pts))
-            keyframes = sorted(int(rank[i]) for i, k in enumerate(keyflags) if k)
-            num_frames = len(pts)
-            reordered = bool(np.any(np.diff(np.asarray(pts, np.int64)) < 0))
-            has_b = reordered
-        else:
-            # Raw streams cannot seek back: decode from a fresh open.
-            with open_video(source, stream) as (again, again_stream):
-                frame_types, keyframes = _decode_types(again, again_stream, source)
-            if not frame_types:
-                raise EmptyVideoError("no frame could be decoded", source=name)
-            num_frames = len(frame_types)
-            has_b = "B" in frame_types
-        if not keyframes or keyframes[0] != 0:
-            keyframes = [0, *keyframes]  # the first decodable frame starts a GOP
-        gops = tuple(int(b - a) for a, b in zip(keyframes, [*keyframes[1:], num_frames]))
+        stream_index = vstream.index
+        container_name = container.format.name
+        codec = codec_name(vstream)
+        decoder, width, height, pix_fmt = ctx.name, ctx.width, ctx.height, ctx.pix_fmt
         rate = vstream.average_rate or vstream.guessed_rate or ctx.framerate
         rate = Fraction(rate) if rate else None
-        if container.duration and not has_timestamps:
-            duration = container.duration / av.time_base
-        else:
-            duration = num_frames / float(rate) if rate else None
-        codec = codec_name(vstream)
-        return VideoInfo(
-            source=name,
-            stream_index=vstream.index,
-            container=container.format.name,
-            codec=codec,
-            decoder=ctx.name,
-            width=ctx.width,
-            height=ctx.height,
-            pix_fmt=ctx.pix_fmt,
-            frame_rate=rate,
-            time_base=Fraction(vstream.time_base) if vstream.time_base else None,
-            num_frames=num_frames,
-            declared_frames=int(vstream.frames or 0),
-            duration_s=duration,
-            keyframes=tuple(keyframes),
-            gop_lengths=gops,
-            has_b_frames=has_b,
-            exports_motion_vectors=decoder_exports_motion_vectors(codec, ctx.name),
-            has_timestamps=has_timestamps,
-            frame_types=frame_types,
-            packet_pts=tuple(int(p) for p in pts) if has_timestamps else (),  # type: ignore
-        )
+        time_base = Fraction(vstream.time_base) if vstream.time_base else None
+        declared = int(vstream.frames or 0)
+        container_duration = container.duration
+    index = build_frame_index(lambda: opened(stream_index), name, decode=decode)
+    keyframes = list(index.keyframes)
+    num_frames = index.num_frames
+    gops = tuple(int(b - a) for a, b in zip(keyframes, [*keyframes[1:], num_frames]))
+    has_timestamps = any(s is not None for s in index.seek_pts)
+    if container_duration and not has_timestamps:
+        duration = container_duration / av.time_base
+    else:
+        duration = num_frames / float(rate) if rate else None
+    return VideoInfo(
+        source=name, stream_index=stream_index, container=container_name, codec=codec,
+        decoder=decoder, width=width, height=height, pix_fmt=pix_fmt, frame_rate=rate,
+        time_base=time_base, num_frames=num_frames, declared_frames=declared,
+        duration_s=duration, keyframes=tuple(keyframes), gop_lengths=gops,
+        has_b_frames=index.has_b_frames,
+        exports_motion_vectors=motion_vector_export(codec, decoder),
+        has_timestamps=has_timestamps, frame_order=index.order, order_reason=index.reason,
+        count_method=index.counted, damage=index.damage, frame_types=index.frame_types,
+        frame_pts=index.frame_pts, keyframe_seek=index.seek_pts,
+    )
