@@ -65,6 +65,7 @@ class _Packets:
     key: np.ndarray  # bool
     discard: np.ndarray  # bool: an edit list hides the frame (decoded, never output)
     pos: list  # byte offset in the file, or -1
+    packed: bool = False  # MPEG-4 packets holding two VOPs (DivX/Xvid packed B-frames)
 
     def __len__(self) -> int:
         return len(self.pts)
@@ -153,10 +154,14 @@ def _decode_packets(open_stream, *, limit: int | None = None, seek: int | None =
 
 def _scan(container, vstream, name: str) -> _Packets:
     pts, dts, key, discard, pos = [], [], [], [], []
+    mpeg4 = vstream.codec_context.name == "mpeg4"
+    packed = False
     try:
         for packet in container.demux(vstream):
             if packet.size == 0:
                 continue  # the flush packet demux ends with
+            if mpeg4 and not packed:
+                packed = bytes(packet).count(b"\x00\x00\x01\xb6") > 1
             pts.append(packet.pts)
             dts.append(packet.dts)
             key.append(bool(packet.is_keyframe))
@@ -169,7 +174,18 @@ def _scan(container, vstream, name: str) -> _Packets:
         ) from err
     if not pts:
         raise EmptyVideoError("the video stream holds no packets", source=name)
-    return _Packets(pts, dts, np.asarray(key, bool), np.asarray(discard, bool), pos)
+    return _Packets(pts, dts, np.asarray(key, bool), np.asarray(discard, bool), pos, packed)
+
+
+_DECODE_TIMES = ("timestamps are in decoding order although frames are reordered (decode "
+                 "times stored as presentation times): frames in decoder output order")
+
+
+def _decode_times_as_pts(packet_pts: list, output_pts: list) -> bool:
+    """pts that increase in decoding order while the decoder returns them reordered: the
+    muxer wrote decode times as presentation times (OpenCV's MP4 writer, some cameras)."""
+    return (all(b > a for a, b in zip(packet_pts, packet_pts[1:]))
+            and any(b < a for a, b in zip(output_pts, output_pts[1:])))
 
 
 # -- the index -----------------------------------------------------------------------------
@@ -202,6 +218,9 @@ def _from_decoding(frames: list[DecodedFrame], packets: _Packets, order: FrameOr
     types = "".join(f.kind for f in frames)
     has_b = "B" in types
     pts = [f.pts for f in frames]
+    shown = [p for p, d in zip(packets.pts, packets.discard) if not d]
+    if order == "pts" and None not in pts and _decode_times_as_pts(shown, pts):
+        order, reason = "decode", _DECODE_TIMES
     if order == "pts" and (None in pts or len(set(pts)) != len(pts)
                            or not set(pts) <= set(packets.pts)):
         order, reason = "decode", "decoded frames carry other timestamps than their packets"
@@ -213,7 +232,15 @@ def _from_decoding(frames: list[DecodedFrame], packets: _Packets, order: FrameOr
         has_b = has_b or bool(np.any(np.diff(np.asarray(pts, np.int64)) < 0))
     else:
         table = ()
-        positions = [i for i, f in enumerate(frames) if f.key]
+        shown_count = int((~packets.discard).sum())
+        if len(frames) == shown_count and not packets.packed and not has_b:
+            # one frame per packet, nothing reordered: keyframes sit where their packets
+            # do (a codec may not flag its decoded keyframes, Cinepak for one)
+            before = np.cumsum(~packets.discard) - ~packets.discard
+            positions = [int(before[i]) for i in key_at if not packets.discard[i]]
+            key_ts = [packets.seek_ts(i) for i in key_at if not packets.discard[i]]
+        else:
+            positions = [i for i, f in enumerate(frames) if f.key]
         # The k-th keyframe output is the k-th keyframe packet only when both counts
         # agree; otherwise never seek (decoding from the start is always right).
         seekable = seekable and len(positions) == len(key_ts) and None not in key_ts
@@ -254,7 +281,12 @@ def build_frame_index(open_stream, name: str, *, decode: bool = False) -> FrameI
     with open_stream() as (container, vstream):
         packets = _scan(container, vstream, name)
         order, reason, seekable = _first_order(container, packets)
-    if decode or not seekable:
+    if packets.packed:
+        # The decoder holds a packed P-frame back until its placeholder packet: frames
+        # do not follow packets one to one, so only decoding says where keyframes fall.
+        order, reason = "decode", ("MPEG-4 with packed B-frames: frames in decoder output "
+                                   "order, keyframes found by decoding")
+    if decode or not seekable or packets.packed:
         return _decoded(open_stream, name, packets, order, reason, seekable)
 
     shown = ~packets.discard
@@ -275,17 +307,13 @@ def build_frame_index(open_stream, name: str, *, decode: bool = False) -> FrameI
         if None in out or not set(out) <= set(packets.pts):
             order, reason, agrees = "decode", "decoded frames carry other timestamps than their packets", False
         elif agrees:
-            monotone = all(b > a for a, b in zip(expected, expected[1:]))
-            if monotone and any(b < a for a, b in zip(out, out[1:])):
-                # pts increase in decoding order while the decoder reorders: the muxer
-                # wrote decode times as presentation times
-                order = "decode"
-                reason = ("timestamps are in decoding order although frames are reordered "
-                          "(decode times stored as presentation times): frames in decoder "
-                          "output order")
+            if _decode_times_as_pts(expected, out):
+                order, reason = "decode", _DECODE_TIMES
             agrees = set(out) == set(expected)
     else:
-        agrees = agrees and len(head) == len(expected)
+        # With B-frames, a keyframe's packet comes before the B-frames shown ahead of
+        # it: packet positions are not frame indices, only decoding finds them.
+        agrees = agrees and len(head) == len(expected) and not has_b
     if agrees:
         agrees = _tail_agrees(open_stream, packets, order)
     if not agrees:
@@ -320,6 +348,6 @@ def _tail_agrees(open_stream, packets: _Packets, order: FrameOrder) -> bool:
     if order == "pts":
         want = {p for p, s in zip(packets.pts, shown) if s and p >= first_pts}
         return {f.pts for f in tail if f.pts is not None and f.pts >= first_pts} == want
-    if not tail[0].key:
+    if tail[0].kind in ("P", "B"):
         return False
     return len(tail) == int(shown[last:].sum())

@@ -45,6 +45,7 @@ def presentation_frames(container, vstream, info: VideoInfo, gop: int, *, seek: 
     expected = key_index
     pending: dict[int, av.VideoFrame] = {}
     first = True
+    leading = 0
     landed = not (seeking and not by_pts)  # decode order: check where the demuxer landed
     position = -1
     try:
@@ -62,8 +63,13 @@ def presentation_frames(container, vstream, info: VideoInfo, gop: int, *, seek: 
                     if index is None:
                         continue  # not a frame of the index (never yielded sequentially)
                 else:
-                    if first and seeking and not frame.key_frame:
-                        raise SeekMissed()
+                    if first and seeking and int(frame.pict_type) in (2, 3):
+                        # B-frames shown before the keyframe but decoded after it (their
+                        # past reference lies before the seek): not this GOP's frames
+                        leading += 1
+                        if leading > REORDER_WINDOW:
+                            raise SeekMissed()
+                        continue
                     index = counter
                     counter += 1
                 first = False
