@@ -98,7 +98,7 @@ def _cmd_pack(args: argparse.Namespace) -> int:
                   workers=args.workers, engine=args.engine,
                   on_error=args.on_error, device=args.device, shard_range=shard_range)
     print(f"videos {result.videos}, clips {result.clips}, shards {result.shards} "
-          f"({result.skipped_shards} already done), {result.bytes} bytes, "
+          f"({result.skipped_shards} of {result.units} work units already done), {result.bytes} bytes, "
           f"{result.compression:.1f}x smaller than the source files, failures {result.failures}"
           f" in {result.seconds:.1f}s")
     if result.failure_log:
@@ -192,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ray: Ray Data tasks (a local cluster, or the one ray.init found)")
     p.add_argument("--on-error", default="skip", choices=("skip", "fail"))
     p.add_argument("--device", default="auto")
-    p.add_argument("--shard-range", default=None, help="a:b, only shards a <= i < b")
+    p.add_argument("--shard-range", default=None, help="a:b, only work units a <= i < b (of shard-samples clips each); the run "
+                        "finishing the last unit assembles the shards")
     p.set_defaults(func=_cmd_pack)
 
     p = sub.add_parser("inspect", help="summarise shards; --verify checks sha256 and decodes all")

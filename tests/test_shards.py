@@ -109,7 +109,7 @@ def test_reruns_are_byte_identical_and_skip_finished_shards(videos, tmp_path):
     assert _digests(tmp_path / "a") == _digests(tmp_path / "b")
     again = pack([root], out=tmp_path / "a", format="rgb", size=16, clip_frames=8,
                  shard_samples=4, progress=False)
-    assert again.skipped_shards == a.shards == 3
+    assert again.skipped_shards == a.units == a.shards == 3
     assert (tmp_path / "a" / "index.json").read_text() == (tmp_path / "b" / "index.json").read_text()
 
 
@@ -135,11 +135,13 @@ def test_shard_range_splits_the_work(videos, tmp_path):
     root, _ = videos
     first = pack([root], out=tmp_path / "r", format="rgb", size=16, clip_frames=8,
                  shard_samples=4, shard_range=(0, 2), progress=False)
-    assert first.index is None  # shard 2 missing: nothing published yet
-    assert sorted(_digests(tmp_path / "r")) == ["shard-000000.tar", "shard-000001.tar"]
+    assert first.index is None and first.shards == 0  # unit 2 missing: nothing published
+    assert _digests(tmp_path / "r") == {}
+    assert sorted(_digests(tmp_path / "r" / ".staging")) == ["unit-000000.tar", "unit-000001.tar"]
     second = pack([root], out=tmp_path / "r", format="rgb", size=16, clip_frames=8,
                   shard_samples=4, shard_range=(2, 3), progress=False)
     assert second.index is not None and read_index(tmp_path / "r").num_samples == 9
+    assert not (tmp_path / "r" / ".staging").exists()
 
 
 def test_sigkill_then_rerun_finishes_identically(tmp_path):
@@ -157,7 +159,7 @@ def test_sigkill_then_rerun_finishes_identically(tmp_path):
            "--size", "48", "--clip-frames", "4", "--shard-samples", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and not (out / "shard-000002.tar").exists():
+    while time.time() < deadline and not (out / ".staging" / "unit-000002.tar").exists():
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
@@ -299,9 +301,67 @@ def test_full_disk_gives_a_clear_error_and_leaves_nothing_partial(videos, tmp_pa
              shard_samples=4, progress=False)
     assert "free some space" in str(info.value)
     names = os.listdir(tmp_path / "full")
-    assert "shard-000000.tar" in names and "index.json" not in names
-    assert not [n for n in names if n.endswith(".partial")]
+    staged = os.listdir(tmp_path / "full" / ".staging")
+    assert "unit-000000.tar" in staged and "index.json" not in names
+    assert not [n for n in names + staged if n.endswith(".partial")]
     monkeypatch.setattr(_writer.ShardWriter, "write", real_write)
     done = pack([root], out=tmp_path / "full", format="rgb", size=16, clip_frames=8,
                 shard_samples=4, progress=False)  # the rerun resumes and publishes
     assert done.skipped_shards == 1 and done.index is not None
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_failing_clips_never_leave_holes_or_empty_shards(tmp_path, workers):
+    """Videos whose clips fail (one damaged past frame 28, one with no frames, one not a
+    video, one too short) among good ones: every shard but the last is full, none is
+    empty, plain webdataset reads every one, a good file's clips are all there, and a
+    run killed mid-way reruns to the same bytes."""
+    import webdataset as wds
+
+    from cvload.synthetic import write_video
+
+    src = tmp_path / "src"
+    src.mkdir()
+    good = [write_video(src / f"g{i}.mp4", width=64, height=48, num_frames=40, gop=10,
+                        bframes=2 * (i % 2), seed=i).path for i in range(3)]
+    (src / "notes.mp4").write_text("not a video")
+    write_video(src / "short.mp4", width=64, height=48, num_frames=3)
+    inputs = [src, str(sv.get("decord/corrupted.mp4").path),
+              str(sv.get("libwebm/fixed_lacing_bad_lace_size.mkv").path)]
+    args = dict(format="rgb", size=16, clip_frames=4, shard_samples=7, progress=False)
+    result = pack(inputs, out=tmp_path / "p", workers=workers, **args)
+    index = read_index(tmp_path / "p")
+    counts = [s["samples"] for s in index.shards]
+    assert counts[:-1] == [7] * (len(counts) - 1) and 0 < counts[-1] <= 7
+    assert sum(counts) == result.clips == 3 * 10 + 7  # 7 clips of corrupted.mp4 decode
+    for shard in index.shards:
+        samples = list(wds.WebDataset(str(tmp_path / "p" / shard["name"]), shardshuffle=False))
+        assert len(samples) == shard["samples"]
+    failures = [json.loads(line) for line in open(result.failure_log)]
+    failed = {os.path.basename(f["source"]) for f in failures}
+    assert failed == {"corrupted.mp4", "fixed_lacing_bad_lace_size.mkv", "notes.mp4",
+                      "short.mp4"}
+    assert not failed & {os.path.basename(p) for p in good}
+    assert all(f["reason"] for f in failures)
+    # kill -9 while units are written, rerun: identical shards and index
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "cvload", "pack", *map(str, inputs), "--out", str(out),
+           "--format", "rgb", "--size", "16", "--clip-frames", "4", "--shard-samples", "7"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / ".staging" / "unit-000001.tar").exists():
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "index.json").exists(), "the run finished before the kill"
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert _digests(out) == _digests(tmp_path / "p")
+    assert (out / "index.json").read_text() == (tmp_path / "p" / "index.json").read_text()
+
+
+def test_a_run_without_any_good_clip_publishes_nothing(tmp_path):
+    (tmp_path / "a.mp4").write_text("not a video")
+    with pytest.raises(ShardError, match="no clip of the 1 inputs"):
+        pack([tmp_path / "a.mp4"], out=tmp_path / "o", format="rgb", size=16, clip_frames=4,
+             progress=False)
+    assert not [n for n in os.listdir(tmp_path / "o") if n.endswith(".tar")]
+    assert not (tmp_path / "o" / "index.json").exists()

@@ -1,10 +1,14 @@
 """``cvload.pack``: videos -> WebDataset tar shards (formats ``codes``, ``video``, ``rgb``).
 
-The work is planned first (probe every video, cut clips, assign clips to shards in a fixed
-order), then each shard is an independent unit: written to a temporary name, renamed when
-complete, and described by a sidecar ``NAME.tar.json``. A rerun skips shards whose tar and
-sidecar exist, so an interrupted run (even by SIGKILL) finishes with the same bytes as an
-uninterrupted one. ``index.json`` is written last, from the sidecars.
+The work is planned first (probe every video, cut clips, group the clips into work units
+in a fixed order). Each unit is independent: its samples go to ``.staging/unit-N.tar``,
+written to a temporary name, renamed when complete and described by a sidecar. A clip
+that fails is left out of its unit (and listed in ``failures.jsonl``), so the final
+shards are assembled only when every unit is there: the good samples, in plan order,
+copied into ``shard-N.tar`` of exactly ``shard_samples`` each (the last may hold fewer;
+none is empty). A rerun skips finished units and shards, so an interrupted run (even by
+SIGKILL) finishes with the same bytes as an uninterrupted one. ``index.json`` is written
+last, then the staging folder is removed.
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ class Clip:
 
 @dataclass
 class PackResult:
-    """Summary of a pack run."""
+    """Summary of a pack run: ``clips`` samples in ``shards`` published shards (0 until
+    every work unit is done), ``skipped_shards`` work units found finished."""
 
     out: str
     format: str
@@ -61,6 +66,7 @@ class PackResult:
     seconds: float
     index: str | None = None
     failure_log: str | None = None
+    units: int = 0  # work units planned (``skipped_shards`` counts those already done)
 
     @property
     def compression(self) -> float:
@@ -333,10 +339,7 @@ def write_shard(spec: dict, shard: dict) -> dict:
         writer.abort()
         raise
     sidecar = {**info.to_dict(), "failures": failures}
-    tmp = path + ".json.partial"
-    with open(tmp, "w") as f:
-        json.dump(sidecar, f, sort_keys=True)
-    os.replace(tmp, path + ".json")
+    _write_json(path + ".json", sidecar)
     return sidecar
 
 
@@ -391,13 +394,13 @@ def _finished(out_dir: str, name: str) -> dict | None:
     return sidecar if sidecar.get("bytes") == os.path.getsize(tar) else None
 
 
-def _claim_directory(out: str, spec: dict, shards: list[dict], codec) -> None:
+def _claim_directory(out: str, spec: dict, shards: list[dict], codec, per_shard: int) -> None:
     """Record what this run will write; refuse a directory holding another run's shards
     (skipping "finished" shards of a different plan would mix datasets silently)."""
     plan = {"format": spec["format"], "size": spec["size"],
             "codec_id": codec.codec_id if codec is not None else None,
             "videos": [[v["id"], v["sha256"], v["label"]] for v in spec["videos"]],
-            "shards": shards}
+            "shards": shards, "per_shard": per_shard}
     digest = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
     path = os.path.join(out, "pack-plan.json")
     if os.path.exists(path):
@@ -427,6 +430,57 @@ def _estimate_clip_bytes(fmt, videos, clips, clip_frames, codec, size) -> int:
     return int(per_frame / max(1, len(videos)) * frames / max(1, len(clips))) + overhead
 
 
+_STAGING = ".staging"
+_ASSEMBLY = "pack-assembly.json"
+
+
+def _read_assembly(out: str) -> dict | None:
+    try:
+        with open(os.path.join(out, _ASSEMBLY)) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _assemble(out: str, staging: str, units: list[dict], per_shard: int) -> dict:
+    """Copy the staged samples, in plan order, into shards of exactly ``per_shard``
+    samples (the last may hold fewer). Deterministic: the same units give the same
+    bytes, so a run killed here and rerun ends identically."""
+    good = [(u["name"], key) for u in units for key in u["keys"]]
+    failures = [f for u in units for f in u.get("failures", [])]
+    plan = [{"name": f"shard-{i:06d}.tar", "samples": len(good[s:s + per_shard])}
+            for i, s in enumerate(range(0, len(good), per_shard))]
+    assembly = {"shards": plan, "failures": failures}
+    members = {u["name"]: u["members"] for u in units}
+    for i, entry in enumerate(plan):
+        if _finished(out, entry["name"]) is not None:
+            continue
+        chunk = good[i * per_shard:(i + 1) * per_shard]
+        writer = ShardWriter(os.path.join(out, entry["name"]))
+        try:
+            for unit, key in chunk:
+                with open(os.path.join(staging, unit), "rb") as f:
+                    sample = {}
+                    for suffix, (offset, length) in members[unit][key].items():
+                        f.seek(offset)
+                        sample[suffix] = f.read(length)
+                writer.write(key, sample)
+            info = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        _write_json(os.path.join(out, entry["name"] + ".json"),
+                    {**info.to_dict(), "failures": []})
+    _write_json(os.path.join(out, _ASSEMBLY), assembly)
+    return assembly
+
+
+def _write_json(path: str, value) -> None:
+    with open(path + ".partial", "w") as f:
+        json.dump(value, f, sort_keys=True)
+    os.replace(path + ".partial", path)
+
+
 # -- the whole run -------------------------------------------------------------------------
 
 
@@ -452,8 +506,10 @@ def pack(
     """Pack videos into WebDataset shards ``out/shard-NNNNNN.tar`` plus ``index.json``.
 
     See the module docstring for the guarantees (atomic shards, byte-identical reruns,
-    resumption). ``shard_range=(a, b)`` writes only shards ``a <= i < b`` (for scheduler
-    arrays; the index is written by the run that completes the last missing shard).
+    resumption). ``shard_range=(a, b)`` runs only work units ``a <= i < b`` (for
+    scheduler arrays; the run that completes the last missing unit assembles the shards
+    and writes the index). Every shard but the last holds exactly ``shard_samples``
+    samples (or the number ``shard_bytes`` plans), whatever clips fail.
     """
     from tqdm.auto import tqdm
 
@@ -511,20 +567,27 @@ def pack(
         # earlier, interrupted run wrote, so clip sizes are estimated up front.
         estimate = _estimate_clip_bytes(format, videos, clips, clip_frames, codec_obj, size)
         per_shard = max(1, min(shard_samples, int(shard_bytes // max(1, estimate))))
-    shards = [{"name": f"shard-{i:06d}.tar",
-               "clips": [asdict(c) for c in clips[s:s + per_shard]]}
-              for i, s in enumerate(range(0, len(clips), per_shard))]
-    spec = {"out": out, "format": format, "codec": os.fspath(codec) if codec else None,
+    units = [{"name": f"unit-{i:06d}.tar",
+              "clips": [asdict(c) for c in clips[s:s + per_shard]]}
+             for i, s in enumerate(range(0, len(clips), per_shard))]
+    staging = os.path.join(out, _STAGING)
+    spec = {"out": staging, "format": format, "codec": os.fspath(codec) if codec else None,
             "size": size, "on_error": on_error, "device": device, "videos": videos}
-    _claim_directory(out, spec, shards, codec_obj)
-    chosen = range(len(shards)) if shard_range is None else range(*shard_range)
-    todo = [i for i in chosen if 0 <= i < len(shards) and _finished(out, shards[i]["name"]) is None]
-    skipped_shards = sum(1 for i in chosen if 0 <= i < len(shards)) - len(todo)
-    bar = tqdm(total=sum(len(shards[i]["clips"]) for i in todo), desc=f"pack {format}",
+    _claim_directory(out, spec, units, codec_obj, per_shard)
+    assembled = _read_assembly(out)
+    chosen = range(len(units)) if shard_range is None else range(*shard_range)
+    if assembled is not None:  # a finished run: every unit went into the shards already
+        todo = []
+    else:
+        os.makedirs(staging, exist_ok=True)
+        todo = [i for i in chosen
+                if 0 <= i < len(units) and _finished(staging, units[i]["name"]) is None]
+    skipped_units = sum(1 for i in chosen if 0 <= i < len(units)) - len(todo)
+    bar = tqdm(total=sum(len(units[i]["clips"]) for i in todo), desc=f"pack {format}",
                unit="clip", disable=not progress)
     try:
         if engine == "ray" and todo:
-            _run_ray(spec, [shards[i] for i in todo], workers)
+            _run_ray(spec, [units[i] for i in todo], workers)
             bar.update(bar.total)
         elif workers > 1 and len(todo) > 1:
             import multiprocessing
@@ -533,19 +596,29 @@ def pack(
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                      initializer=_worker_init, initargs=(workers,)) as pool:
                 for sidecar in pool.map(write_shard, [spec] * len(todo),
-                                        [shards[i] for i in todo]):
+                                        [units[i] for i in todo]):
                     bar.update(sidecar["samples"] + len(sidecar["failures"]))
         else:
             for i in todo:
-                sidecar = write_shard(spec, shards[i])
+                sidecar = write_shard(spec, units[i])
                 bar.update(sidecar["samples"] + len(sidecar["failures"]))
     finally:
         bar.close()
-    # publish: the index only when every shard is there
-    sidecars = [_finished(out, s["name"]) for s in shards]
-    for sidecar in sidecars:
-        if sidecar:
-            failures += sidecar.get("failures", [])
+    if assembled is None:
+        unit_sidecars = [_finished(staging, u["name"]) for u in units]
+        if all(unit_sidecars):
+            assembled = _assemble(out, staging, unit_sidecars, per_shard)
+    sidecars = []
+    if assembled is not None:
+        failures += assembled["failures"]
+        sidecars = [_finished(out, s["name"]) for s in assembled["shards"]]
+        if not all(sidecars):  # a run killed while assembling: finish it
+            assembled = _assemble(out, staging, [_finished(staging, u["name"]) for u in units],
+                                  per_shard)
+            sidecars = [_finished(out, s["name"]) for s in assembled["shards"]]
+    else:
+        failures += [f for u in units if (side := _finished(staging, u["name"]))
+                     for f in side.get("failures", [])]
     failure_log = None
     if failures:
         failure_log = os.path.join(out, "failures.jsonl")
@@ -554,7 +627,11 @@ def pack(
                 f.write(json.dumps(failure, sort_keys=True) + "\n")
         os.replace(failure_log + ".partial", failure_log)
     index_path = None
-    if all(sidecars):
+    if assembled is not None:
+        if not sidecars:
+            raise ShardError(
+                f"no clip of the {len(gathered)} inputs could be packed; nothing was published",
+                source=out, hint=f"see {failure_log} for each video's reason")
         entries = [{k: v for k, v in s.items() if k != "failures"} for s in sidecars]
         extra = {"clip_frames": clip_frames, "clip_stride": clip_stride,
                  "size": list(codec_obj.config.size) if codec_obj else (list(size) if size else None),
@@ -564,8 +641,11 @@ def pack(
         index_path = write_index(out, ShardIndex(format, entries,
                                                  codec_obj.codec_id if codec_obj else None,
                                                  extra=extra))
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)  # every sample is in the shards now
     total = sum(s["bytes"] for s in sidecars if s)
     return PackResult(out, format, len(videos), sum(s["samples"] for s in sidecars if s),
-                      len(shards), total, sum(os.path.getsize(v["path"]) for v in videos),
-                      len(failures), skipped_shards, time.perf_counter() - started, index_path,
-                      failure_log)
+                      len(sidecars), total, sum(os.path.getsize(v["path"]) for v in videos),
+                      len(failures), skipped_units, time.perf_counter() - started, index_path,
+                      failure_log, units=len(units))
