@@ -101,3 +101,46 @@ def test_motion_equals_single_thread_pyav(name, odd_root):
         for k in range(frames):
             field = cvload.motion_field(ref.vectors[start + k], info.height, info.width)
             np.testing.assert_array_equal(clip.mv[k], field, err_msg=f"frame {start + k}")
+
+
+REMUXED = ["opencv/box.mp4", "opencv/Megamind_bugy.avi", "packed_bframes.avi",
+           "decode_times_as_pts.mp4", "edit_list_tail.mp4", "open_gop_hevc.mp4", "vp8.webm",
+           "flv1.flv", "mpeg4_asp_bframes.avi"]
+# Not reorder_delay_zero.ts: decoding it from the TS drops the frames its SPS leaves no
+# room to reorder, while MP4's ctts tells FFmpeg the real delay, so its MP4 segments hold
+# more frames than the source yields (noted in issue 11's closing note).
+
+
+def test_video_shards_hold_exactly_the_source_frames(odd_root, tmp_path):
+    """``cvload pack --format video`` cuts every odd class without re-encoding (AVI stays
+    AVI, codecs MP4 cannot hold go to Matroska or AVI), no good clip fails, and each
+    segment decodes to exactly the source's frames from its start."""
+    import json
+    import tarfile
+
+    from cvload.shards import pack, read_index
+
+    videos = {name: _video(name, odd_root) for name in REMUXED}
+    result = pack([str(v.path) for v in videos.values()], out=tmp_path / "v", format="video",
+                  clip_frames=8, shard_samples=16, progress=False)
+    assert result.failures == 0 and result.clips > len(videos)
+    by_path = {str(v.path): v for v in videos.values()}
+    seen = set()
+    for shard in read_index(tmp_path / "v").shards:
+        with tarfile.open(tmp_path / "v" / shard["name"]) as tar:
+            members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+        for name, data in members.items():
+            if not name.endswith(".json"):
+                continue
+            meta = json.loads(data)
+            video = by_path[meta["source"]]
+            segment = next(v for k, v in members.items()
+                           if k.startswith(name[:-5] + ".") and not k.endswith((".json", ".cls")))
+            info = cvload.probe(video.path)
+            ref = corpus.reference(video.path, info.stream_index, video.order)
+            clip = cvload.read_clip(segment, start=0, num_frames=meta["frames"], streams=("rgb",))
+            got = [corpus.digest(rgb) for rgb in clip.rgb]
+            start = meta["frame_start"]
+            assert got == list(ref.digests[start:start + meta["frames"]]), name
+            seen.add(video.name)
+    assert seen == {v.name for v in videos.values()}

@@ -157,14 +157,49 @@ def _remux(path: str, info, start: int, frames: int) -> tuple[bytes, str, int]:
     keyframe) copied into a new container without re-encoding. Returns the bytes, the
     member suffix and the number of frames the segment holds.
 
-    Streams ordered by pts go to MP4 with their timestamps shifted to start at 0. Streams
-    in decoding order (AVI, MP4s storing decode times) keep their packets in that order,
-    numbered 0, 1, ... (AVI stays AVI; others go to MP4); raw streams stay raw.
+    Streams ordered by pts go to MP4 (Matroska for codecs MP4 cannot hold: VP8, ProRes,
+    FLV1 ...) with their timestamps shifted to start at 0. Streams in decoding order (AVI,
+    MP4s storing decode times) keep their packets in that order, numbered 0, 1, ... (AVI
+    stays AVI; others go to MP4 or Matroska); raw streams stay raw.
 
     The cut is made at the next keyframe in decode order. In open-GOP streams the next
     GOP's leading pictures (presented before its keyframe, decoded after it) depend on that
     keyframe and stay out, so the segment may hold fewer frames than planned: the number
     kept is returned, always the first frames of the span, and recorded in the metadata."""
+    by_pts = info.frame_order == "pts"
+    raw = {"h264": "h264", "hevc": "hevc"}.get(info.codec)
+    if not info.has_timestamps:
+        if raw is None:
+            raise InvalidArgumentError(f"cannot cut {info.codec} without timestamps", source=path)
+        candidates = [(raw, {"h264": "264", "hevc": "h265"}[raw])]
+    elif by_pts or info.container != "avi":
+        # MP4 holds fewer codecs than Matroska, AVI (by FourCC) some neither does (FLV1)
+        candidates = [("mp4", "mp4"), ("matroska", "mkv"), ("avi", "avi")]
+    else:
+        candidates = [("avi", "avi"), ("matroska", "mkv")]
+    for fmt, suffix in candidates:
+        try:
+            data, kept = _copy_packets(path, info, start, frames, fmt)
+        except _NoMuxer:
+            continue
+        if info.frame_order == "decode" and info.has_b_frames:
+            # Packets are not frames here: the keyframe's packet comes before B-frames
+            # shown ahead of it (which the decoder drops without their past reference),
+            # and the B-frames shown before the next keyframe come after the cut.
+            # Decoding the segment says how many of the span's frames it holds.
+            from cvload.video import probe
+
+            kept = probe(data, decode=True).num_frames
+        return data, suffix, kept
+    raise ShardError(f"no container here can hold {info.codec} without re-encoding",
+                     source=path, hint="pack it as --format rgb or codes instead")
+
+
+class _NoMuxer(Exception):
+    """The container format cannot hold the codec."""
+
+
+def _copy_packets(path: str, info, start: int, frames: int, fmt: str) -> tuple[bytes, int]:
     from cvload.video import open_video
 
     gop = info.keyframes.index(start)
@@ -172,15 +207,6 @@ def _remux(path: str, info, start: int, frames: int) -> tuple[bytes, str, int]:
     target = info.keyframe_seek[gop]
     stop = info.keyframe_seek[end_gop] if end_gop is not None else None
     by_pts = info.frame_order == "pts"
-    raw = {"h264": "h264", "hevc": "hevc"}.get(info.codec)
-    if not info.has_timestamps:
-        if raw is None:
-            raise InvalidArgumentError(f"cannot cut {info.codec} without timestamps", source=path)
-        fmt, suffix = raw, {"h264": "264", "hevc": "h265"}[raw]
-    elif by_pts or info.container != "avi":
-        fmt, suffix = "mp4", "mp4"
-    else:
-        fmt, suffix = "avi", "avi"
     lo = info.frame_pts[start] if by_pts else None
     hi = info.frame_pts[start + frames] if by_pts and start + frames < info.num_frames else None
     buffer = io.BytesIO()
@@ -188,7 +214,10 @@ def _remux(path: str, info, start: int, frames: int) -> tuple[bytes, str, int]:
             av.open(buffer, "w", format=fmt) as out:
         # opaque: copy the codec parameters without looking up an encoder (a decoder such
         # as libdav1d has no encoder of that name; nothing is re-encoded anyway)
-        ostream = out.add_stream_from_template(vstream, opaque=True)
+        try:
+            ostream = out.add_stream_from_template(vstream, opaque=True)
+        except ValueError as err:  # "'mp4' format does not support 'vp8' codec"
+            raise _NoMuxer(str(err)) from err
         if target is not None and start > 0:
             container.seek(target, stream=vstream, backward=True, any_frame=False)
         count, kept, shift, landed = 0, 0, None, target is None or start == 0
@@ -214,6 +243,9 @@ def _remux(path: str, info, start: int, frames: int) -> tuple[bytes, str, int]:
                 packet.pts -= shift
                 if packet.dts is not None:
                     packet.dts -= shift
+                if fmt == "avi":  # AVI keeps decode order only (read back in that order)
+                    packet.pts = packet.dts = kept
+                    packet.time_base = vstream.time_base
             elif not info.has_timestamps:
                 if count < start:
                     count += 1
@@ -231,7 +263,7 @@ def _remux(path: str, info, start: int, frames: int) -> tuple[bytes, str, int]:
             out.mux(packet)
     if kept == 0:
         raise ShardError(f"no packets for frames {start}..{start + frames}", source=path)
-    return buffer.getvalue(), suffix, kept
+    return buffer.getvalue(), kept
 
 
 def _make_sample(spec, clip: Clip, video: dict, codec, size) -> dict:
