@@ -71,6 +71,10 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert {v.label for v in result["videos"]} == set(range(5))
     assert sum(i.has_b_frames for i in result["infos"]) == 5
     assert "right/right_1.mp4" in out and "+3,+0" in out
+    odd = result["odd"]
+    assert odd["packed_bframes.avi"]["order"] == odd["decode_times_as_pts.mp4"]["order"] == "decode"
+    assert all(f["equal"] == f["frames"] == f["decoded"] for f in odd.values())
+    assert "NoMotionVectorsError" in out  # Cinepak under mv_source="bitstream"
     assert (tmp_path / "demo" / "labels.csv").read_text().startswith("path,label\n")
     # second run reuses the files
     mtime = os.path.getmtime(result["videos"][0].path)

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 import av
-import numpy as np
 
 from cvload._util import sha256_file
 from cvload.errors import CvloadError, InvalidArgumentError, ShardError

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator, Literal, Sequence
 
-import av
 import numpy as np
 
 import cvload_ext

@@ -41,6 +41,7 @@ def presentation_frames(container, vstream, info: VideoInfo, gop: int, *, seek: 
     if seeking:
         container.seek(target, stream=vstream, backward=True, any_frame=False)
     by_pts = info.frame_order == "pts"
+    pts_index = info.pts_index if by_pts else {}
     counter = key_index if seeking else 0  # output position (frame_order == "decode")
     expected = key_index
     pending: dict[int, av.VideoFrame] = {}
@@ -59,7 +60,7 @@ def presentation_frames(container, vstream, info: VideoInfo, gop: int, *, seek: 
                     landed = True
             for frame in packet.decode():
                 if by_pts:
-                    index = info.index_of_pts(frame.pts)
+                    index = pts_index.get(frame.pts)
                     if index is None:
                         continue  # not a frame of the index (never yielded sequentially)
                 else:
@@ -73,6 +74,11 @@ def presentation_frames(container, vstream, info: VideoInfo, gop: int, *, seek: 
                     index = counter
                     counter += 1
                 first = False
+                if index == expected and not pending:  # in order: the usual case
+                    expected += 1
+                    yield index, frame
+                    del frame
+                    continue
                 if index < expected or index in pending:
                     continue
                 pending[index] = frame

@@ -91,16 +91,13 @@ class VideoInfo:
         return int(np.searchsorted(np.asarray(self.keyframes), index, side="right")) - 1
 
     @functools.cached_property
-    def _pts_array(self) -> np.ndarray:
-        return np.asarray(self.frame_pts, np.int64)
+    def pts_index(self) -> dict[int, int]:
+        """``{pts: frame index}`` (``frame_order == "pts"``; empty otherwise)."""
+        return {int(p): i for i, p in enumerate(self.frame_pts)}
 
     def index_of_pts(self, pts: int | None) -> int | None:
         """The index of the frame with timestamp ``pts`` (``frame_order == "pts"``)."""
-        if pts is None or self.frame_order != "pts":
-            return None
-        table = self._pts_array
-        i = int(np.searchsorted(table, pts))
-        return i if i < len(table) and table[i] == pts else None
+        return self.pts_index.get(pts) if pts is not None else None
 
 
 def probe(source: Source, *, stream: int | None = None, decode: bool = False) -> VideoInfo:
