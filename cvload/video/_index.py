@@ -38,7 +38,7 @@ CountMethod = Literal["packets", "decoded"]
 #: Containers that store decode times only: their presentation times are guesses.
 _DTS_ONLY_FORMATS = frozenset({"avi"})
 #: How many packets the head check decodes at most (a GOP that ends sooner ends it).
-_HEAD_PACKETS = 48
+_HEAD_PACKETS = 24
 _FAST = {"skip_loop_filter": "all", "skip_idct": "all"}
 
 _PICT = {1: "I", 2: "P", 3: "B", 4: "S", 5: "I", 6: "P", 7: "B"}
@@ -292,7 +292,10 @@ def build_frame_index(open_stream, name: str, *, decode: bool = False) -> FrameI
     shown = ~packets.discard
     # Head: one frame per packet, with the packets' timestamps, in an order they explain.
     key_at = np.flatnonzero(packets.key)
-    later_keys = key_at[(key_at >= 16) & (key_at <= 64)]
+    if not np.any(key_at > 0):
+        # One GOP: the tail check would decode the whole stream anyway
+        return _decoded(open_stream, name, packets, order, reason, seekable)
+    later_keys = key_at[(key_at >= 16) & (key_at <= 32)]
     window = int(later_keys[0]) if len(later_keys) else _HEAD_PACKETS
     window = min(window, len(packets))
     head, damage = _decode_packets(open_stream, limit=window)
@@ -305,11 +308,13 @@ def build_frame_index(open_stream, name: str, *, decode: bool = False) -> FrameI
     if order == "pts":
         out = [f.pts for f in head]
         if None in out or not set(out) <= set(packets.pts):
-            order, reason, agrees = "decode", "decoded frames carry other timestamps than their packets", False
+            reason = "decoded frames carry other timestamps than their packets"
+            order, agrees = "decode", False
         elif agrees:
             if _decode_times_as_pts(expected, out):
-                order, reason = "decode", _DECODE_TIMES
-            agrees = set(out) == set(expected)
+                # reordered in decoding order: where keyframes fall only decoding says
+                order, reason, agrees = "decode", _DECODE_TIMES, False
+            agrees = agrees and set(out) == set(expected)
     else:
         # With B-frames, a keyframe's packet comes before the B-frames shown ahead of
         # it: packet positions are not frame indices, only decoding finds them.

@@ -104,7 +104,7 @@ def probe(source: Source, *, stream: int | None = None, decode: bool = False) ->
     """Describe the video stream of ``source`` (path, bytes or binary file-like).
 
     How frames are counted and ordered (see :mod:`cvload.video._index`): packets are read
-    (milliseconds), then the first packets (up to 48, or the first GOP) and the last GOP
+    (milliseconds), then the first packets (up to 24, or the first GOP) and the last GOP
     are decoded without pixel conversion, loop filter or inverse transform, to confirm
     that decoding yields one frame per packet in an order the timestamps explain. Where
     they disagree (frames the decoder drops, decode times stored as presentation times,
