@@ -15,7 +15,7 @@ import av
 from cvload.synthetic import translating_frames
 
 __all__ = ["write_packed_bframes_avi", "write_decode_times_as_pts", "remux_video",
-           "encode_simple", "write_h264_mp4", "moving_frames", "x264_options", "BitReader"]
+           "encode_simple", "encode_into", "write_h264_mp4", "moving_frames", "x264_options", "BitReader"]
 
 
 def moving_frames(n: int, height: int = 96, width: int = 128, seed: int = 0, motion=(3, 1)):
@@ -45,18 +45,27 @@ def remux_video(source: Path, path: Path, fmt: str, rewrite) -> None:
             k += 1
 
 
+def encode_into(out, stream, frames, pix_fmt: str = "yuv420p") -> None:
+    """Encode ``(T, H, W, 3)`` uint8 RGB ``frames`` (pts 0, 1, ...) into ``stream`` of
+    ``out``, muxing every packet, then flush the encoder."""
+    for i, rgb in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        if pix_fmt != "rgb24":
+            frame = frame.reformat(format=pix_fmt)
+        frame.pts = i
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode(None):
+        out.mux(packet)
+
+
 def write_h264_mp4(path: Path, n: int, bframes: int, gop: int) -> None:
+    """``n`` frames of moving texture, libx264 with ``bframes`` B-frames, in MP4."""
     with av.open(str(path), "w", format="mp4") as out:
         stream = out.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
         stream.options = x264_options(bframes=bframes, gop=gop)
-        for i, rgb in enumerate(moving_frames(n)):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            for p in stream.encode(frame):
-                out.mux(p)
-        for p in stream.encode(None):
-            out.mux(p)
+        encode_into(out, stream, moving_frames(n))
 
 
 def write_decode_times_as_pts(path: str | Path) -> None:
@@ -77,7 +86,8 @@ def write_decode_times_as_pts(path: str | Path) -> None:
 
 
 def encode_simple(encoder: str, fmt: str, *, pix_fmt="yuv420p", size=(96, 128), n=30, gop=10,
-            bframes=None, options=None):
+                  bframes=None, options=None):
+    """A writer ``write(path)`` of ``n`` frames encoded by ``encoder`` into ``fmt``."""
     def write(path: Path) -> None:
         frames = moving_frames(n, *size)
         with av.open(str(path), "w", format=fmt) as out:
@@ -88,15 +98,7 @@ def encode_simple(encoder: str, fmt: str, *, pix_fmt="yuv420p", size=(96, 128), 
                 stream.codec_context.max_b_frames = bframes
             if options:
                 stream.options = dict(options)
-            for i, rgb in enumerate(frames):
-                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-                if pix_fmt not in ("rgb24",):
-                    frame = frame.reformat(format=pix_fmt)
-                frame.pts = i
-                for p in stream.encode(frame):
-                    out.mux(p)
-            for p in stream.encode(None):
-                out.mux(p)
+            encode_into(out, stream, frames, pix_fmt)
     write.__doc__ = f"{encoder} in {fmt}"
     return write
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from cvload.oddvideo import (
     BitReader,
+    encode_into,
     encode_simple as _simple,
     moving_frames,
     remux_video as _remux,
@@ -119,13 +120,7 @@ def open_gop_h264_mkv(path: Path) -> None:
         stream = out.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
         stream.options = x264_options(bframes=2, gop=12, extra=":open-gop=1")
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            for p in stream.encode(frame):
-                out.mux(p)
-        for p in stream.encode(None):
-            out.mux(p)
+        encode_into(out, stream, frames)
 
 
 def open_gop_hevc_mp4(path: Path) -> None:
@@ -137,13 +132,7 @@ def open_gop_hevc_mp4(path: Path) -> None:
         stream.options = {"preset": "ultrafast", "crf": "24",
                           "x265-params": "keyint=12:min-keyint=12:scenecut=0:bframes=3"
                                          ":open-gop=1:log-level=error:pools=1:frame-threads=1"}
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            for p in stream.encode(frame):
-                out.mux(p)
-        for p in stream.encode(None):
-            out.mux(p)
+        encode_into(out, stream, frames)
 
 
 #: name -> (suffix, generator, facts). Facts: ``exports`` (motion vectors: True/False),
@@ -299,13 +288,7 @@ def reorder_delay_zero_ts(path: Path) -> None:
         stream = out.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
         stream.options = x264_options(bframes=3, gop=16, extra=":b-pyramid=normal")
-        for i, rgb in enumerate(moving_frames(48)):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            for p in stream.encode(frame):
-                out.mux(p)
-        for p in stream.encode(None):
-            out.mux(p)
+        encode_into(out, stream, moving_frames(48))
 
     def rewrite(k, packet):
         data = bytes(packet)
