@@ -14,15 +14,16 @@ __all__ = ["CodecSupport", "codec_support", "motion_vector_export", "EXPORTING_C
            "NON_EXPORTING_CODECS"]
 
 #: Codecs whose FFmpeg decoders export motion vectors (``flags2=+export_mvs``): H.264
-#: and the MPEG-video family. Each was checked by encoding and decoding a clip
-#: (``tests/test_capabilities.py`` repeats the check for every one this build can encode).
+#: and the MPEG-video family. Each with an encoder in PyAV's FFmpeg was checked by encoding
+#: and decoding a clip (``tests/test_capabilities.py`` repeats it); h263i and msmpeg4v1
+#: have no encoder and share the MPEG-video decoding code that exports.
 EXPORTING_CODECS = frozenset({
     "h264", "mpeg4", "mpeg1video", "mpeg2video", "h261", "h263", "h263p", "h263i", "flv1",
     "msmpeg4v1", "msmpeg4v2", "msmpeg4v3", "wmv1", "wmv2", "snow",
 })
-#: Codecs whose decoders export none (checked the same way, or from the shared real
-#: files for HEVC, VP9 and AV1). Intra-only codecs (MJPEG, ProRes, DV, FFV1, ...) are
-#: recognised from FFmpeg's codec descriptor as well.
+#: Codecs whose decoders export none (checked the same way where an encoder exists, AV1
+#: on the shared real files; Theora/VP3 and PNG/APNG from FFmpeg's sources: they are not
+#: MPEG-video decoders). Intra-only codecs are also recognised from FFmpeg's descriptor.
 NON_EXPORTING_CODECS = frozenset({
     "hevc", "vp8", "vp9", "av1", "cinepak", "qtrle", "gif", "theora", "vp3", "mjpeg",
     "prores", "dvvideo", "ffv1", "huffyuv", "rawvideo", "png", "apng",
