@@ -102,16 +102,20 @@ def odd_files_step(root, *, print_fn=print) -> dict:
             for s in range(info.num_frames))
         try:
             cvload.read_clip(path, start=1, num_frames=2, streams=("mv",), info=info)
-            motion = "from the bitstream"
-        except cvload.errors.NoMotionVectorsError:
-            motion = "NoMotionVectorsError"
+            motion = "bitstream"
+        except cvload.errors.NoMotionVectorsError as err:  # said, never zeros
+            clip = cvload.read_clip(path, start=1, num_frames=2, streams=("mv",), info=info,
+                                    mv_source="auto")
+            motion = ("estimated: " if clip.mv_estimated else "") + \
+                ("B-frames without vectors" if "B-frames" in err.message else "no vectors")
         rows.append((name, info.codec, info.container, f"{info.num_frames}/{len(digests)}",
                      info.frame_order, info.count_method, f"{equal}/{info.num_frames}", motion))
         out[name] = {"frames": info.num_frames, "decoded": len(digests), "equal": equal,
-                     "order": info.frame_order, "reason": info.order_reason}
+                     "order": info.frame_order, "reason": info.order_reason,
+                     "motion": motion}
     print_fn("      files as other tools write them: every clip start vs sequential decoding")
     print_fn(format_table(["file", "codec", "container", "frames/decoded", "order", "counted",
-                           "starts equal", "mv_source='bitstream'"], rows))
+                           "starts equal", "motion of frames 1-2"], rows))
     for name, facts in out.items():
         print_fn(f"      {name}: {facts['reason']}")
     if any(f["equal"] != f["frames"] or f["frames"] != f["decoded"] for f in out.values()):

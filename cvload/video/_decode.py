@@ -161,6 +161,16 @@ class _NoVectorsAfterAll(Exception):
     """The first inter frame of a codec not known in advance carried no vectors."""
 
 
+class _BFrameWithoutVectors(Exception):
+    """A requested B-frame of a codec whose decoder exports zeros for B-frames."""
+
+
+#: Codecs whose FFmpeg decoders export a zero vector for every block of a B-frame
+#: (MPEG-4 Part 2 keeps B-frame motion out of the picture's motion table it exports;
+#: checked on real Xvid files and on encodes with known motion).
+ZERO_BFRAME_VECTORS = frozenset({"mpeg4"})
+
+
 def _learn_exports(info: VideoInfo, frame, side_data) -> None:
     """Decide an unknown codec's export on its first inter frame (remembered per process)."""
     if info.codec in _LEARNED_EXPORTS or not _is_inter(frame):
@@ -184,6 +194,10 @@ def iter_motion_vectors(
     ``threads``: FFmpeg slice threads (1 by default: parallelism belongs to DataLoader
     workers, and decoder threads alive in a process that forks workers can deadlock them).
     ``info``: a :func:`probe` result of ``source`` (probed here when not given).
+
+    This is FFmpeg's export as it is: MPEG-4 Part 2 B-frames come with a zero vector per
+    block (FFmpeg exports no B-frame motion for that codec); :func:`read_clip` refuses
+    them under ``mv_source="bitstream"`` and estimates them under ``"auto"``.
 
     Raises:
         NoMotionVectorsError: the codec's decoder exports none (HEVC, VP9, AV1, Cinepak,
@@ -437,6 +451,15 @@ def read_frames(
             raise _no_vectors(info, name) from None
         estimated = True
         frames = _collect(request, estimated)
+    except _BFrameWithoutVectors as err:
+        if mv_source == "bitstream":
+            raise NoMotionVectorsError(
+                f"the {info.codec} decoder ({info.decoder}) exports only zero vectors for "
+                f"B-frames, and frame {err.args[0]} is one", source=name, frame=err.args[0],
+                hint="pass mv_source='auto' (block matching for clips with B-frames) or "
+                     "'estimate', or choose P-frames") from None
+        estimated = True
+        frames = _collect(request, estimated)
     keyframes = np.asarray(info.keyframes, np.int64)
     return _assemble(name, info, frames, indices, streams, size, mv_grid, accumulate,
                      estimated, keyframes)
@@ -524,6 +547,8 @@ def _decode_span(request: _Request, ordered, first_key: int, estimated: bool) ->
                 if previous is not None and "luma" not in frames[previous[0]]:
                     frames[previous[0]]["luma"] = to_gray(previous[1])
             elif vectors:
+                if requested and kind == "B" and info.codec in ZERO_BFRAME_VECTORS:
+                    raise _BFrameWithoutVectors(index)  # its vectors would be silent zeros
                 side_data = motion_side_data(frame)
                 if undecided:
                     _learn_exports(info, frame, side_data)
