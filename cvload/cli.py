@@ -147,28 +147,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=_cmd_probe)
 
-    p = sub.add_parser("train-codec", help="train a neural video codec on your videos")
+    p = sub.add_parser("train-codec", help="train a neural video codec on your videos",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Train a codec on random clips of VIDEOS and save it to OUT "
+                                   "(a resumable checkpoint OUT.ckpt is kept beside it).")
     p.add_argument("videos", nargs="+", help="video files, folders or .txt lists")
     p.add_argument("--out", required=True, help="where to save the codec (e.g. codec.pt)")
-    p.add_argument("--clip-frames", type=int, default=16)
-    p.add_argument("--size", type=_size, default=[128, 128], help="H[xW], e.g. 128 or 128x160")
-    p.add_argument("--temporal-stride", type=int, default=2, choices=(1, 2, 4))
-    p.add_argument("--spatial-stride", type=int, default=8, choices=(4, 8))
-    p.add_argument("--groups", type=int, default=3)
-    p.add_argument("--quantizer", default="fsq", choices=("fsq", "vq"))
-    p.add_argument("--fsq-levels", type=int, nargs="+", default=[8, 6, 5])
+    p.add_argument("--clip-frames", type=int, default=16,
+                   help="frames per training clip (a multiple of --temporal-stride)")
+    p.add_argument("--size", type=_size, default=[128, 128],
+                   help="clip size H[xW] that frames are resized to, e.g. 128 or 128x160")
+    p.add_argument("--temporal-stride", type=int, default=2, choices=(1, 2, 4),
+                   help="frames per code along time")
+    p.add_argument("--spatial-stride", type=int, default=8, choices=(4, 8),
+                   help="pixels per code along each side")
+    p.add_argument("--groups", type=int, default=3,
+                   help="codes per latent position (more groups: more bytes, higher quality)")
+    p.add_argument("--quantizer", default="fsq", choices=("fsq", "vq"),
+                   help="finite scalar quantisation (codes fit a byte) or VQ codebooks")
+    p.add_argument("--fsq-levels", type=int, nargs="+", default=[8, 6, 5],
+                   help="FSQ levels per channel; their product is the codebook size")
     p.add_argument("--codebook-size", type=int, default=256, help="VQ entries per codebook")
-    p.add_argument("--channels", type=int, default=64)
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--val", nargs="*", help="validation videos (default: the training videos)")
-    p.add_argument("--val-every", type=int, default=100)
-    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--channels", type=int, default=64,
+                   help="width of the encoder and decoder (CPU time grows with its square)")
+    p.add_argument("--steps", type=int, default=1000, help="optimiser steps in all")
+    p.add_argument("--batch-size", type=int, default=4, help="clips per step")
+    p.add_argument("--lr", type=float, default=1e-3,
+                   help="peak learning rate (short warm-up, cosine decay to 10%%)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
+    p.add_argument("--val", nargs="*",
+                   help="validation videos (default: fixed clips of the training videos)")
+    p.add_argument("--val-every", type=int, default=100,
+                   help="steps between validation PSNR measurements (also at step 0)")
+    p.add_argument("--checkpoint-every", type=int, default=100,
+                   help="steps between writes of the resumable checkpoint OUT.ckpt")
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop after this long")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop after this many minutes (the codec is saved); none: no limit")
+    p.add_argument("--seed", type=int, default=0, help="seed of clip sampling and weights")
     p.add_argument("--frames", type=_fraction_range, default=(0.0, 1.0),
                    help="train on this fraction of every video's frames, e.g. 0:0.8")
     p.add_argument("--val-frames", type=_fraction_range, default=(0.0, 1.0),

@@ -176,6 +176,8 @@ def test_training_reduces_loss_and_resumes(tmp_path, training_videos):
     late = np.mean([l for _, l in first.losses[-5:]])
     assert late < 0.7 * early, (early, late)
     assert first.val_psnr[-1][1] > first.val_psnr[0][1]
+    # measured before the first step too, so progress never shows nan
+    assert first.val_psnr[0][0] == 0 and all(np.isfinite(v) for _, v in first.val_psnr)
     codec = VideoCodec.load(out)
     assert codec.codec_id == first.codec_id
     # resume continues from the checkpoint to the new step count
@@ -222,6 +224,30 @@ def test_baselines_match_the_byte_budget():
     assert jpeg_at_bytes(clip, 10)["bytes"] > 10
 
 
+def test_thumbnail_and_block_mean_baselines():
+    from cvload.codec._eval import block_mean_at_bytes, thumbnail_at_bytes
+    from cvload.codec._metrics import psnr
+    from cvload.synthetic import translating_frames
+
+    clip = translating_frames(8, 64, 96, motion=(1, 0), seed=3)
+    raw = clip.size
+    whole = thumbnail_at_bytes(clip, raw)  # enough bytes: nothing is lost
+    assert whole["size"] == (64, 96) and np.array_equal(whole["recon"], clip)
+    assert np.array_equal(block_mean_at_bytes(clip, raw)["recon"], clip)
+    flat = np.full_like(clip, 77)  # constant blocks are coded exactly at any blocking
+    assert np.array_equal(block_mean_at_bytes(flat, 100)["recon"], flat)
+    previous = (0.0, 0.0)
+    for budget in (raw // 256, raw // 64, raw // 16):
+        thumb, blocks = thumbnail_at_bytes(clip, budget), block_mean_at_bytes(clip, budget)
+        assert thumb["bytes"] <= budget and blocks["bytes"] <= budget
+        assert thumb["recon"].shape == blocks["recon"].shape == clip.shape
+        quality = (psnr(thumb["recon"], clip), psnr(blocks["recon"], clip))
+        assert quality[0] > previous[0] and quality[1] > previous[1]  # more bytes, better
+        previous = quality
+    bt, b, _ = block_mean_at_bytes(clip, raw // 16)["block"]
+    assert bt * b * b <= 16  # the finest blocking that fits: 16 pixels per stored byte
+
+
 def test_cli_train_and_eval(tmp_path, training_videos, capsys):
     import json
 
@@ -236,10 +262,13 @@ def test_cli_train_and_eval(tmp_path, training_videos, capsys):
                  str(tmp_path / "r.json")]) == 0
     text = capsys.readouterr().out
     assert "neural codes" in text and "JPEG per frame" in text and "H.264" in text
+    assert "thumbnail" in text and "block means" in text
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["clips"] == 2 and report["nominal_compression"] == pytest.approx(129.5, rel=1e-3)
-    for key in ("neural", "jpeg", "h264"):
+    for key in ("neural", "jpeg", "h264", "thumbnail", "block_mean"):
         assert {"psnr", "ssim", "mae", "bytes"} <= set(report[key])
+    for key in ("thumbnail", "block_mean"):
+        assert report[key]["bytes"] <= report["bytes_per_clip"]
     assert main(["eval-codec", str(tmp_path / "missing.pt"), training_videos[0]]) == 1
 
 

@@ -19,7 +19,8 @@ from cvload.codec._model import VideoCodec
 from cvload.codec._train import clip_loader, resolve_device
 from cvload.errors import InvalidArgumentError
 
-__all__ = ["evaluate", "jpeg_at_bytes", "h264_at_bytes", "format_report"]
+__all__ = ["evaluate", "jpeg_at_bytes", "h264_at_bytes", "thumbnail_at_bytes",
+           "block_mean_at_bytes", "format_report"]
 
 
 def _jpeg_clip(clip: np.ndarray, quality: int) -> tuple[int, np.ndarray]:
@@ -89,11 +90,57 @@ def h264_at_bytes(clip: np.ndarray, target_bytes: int) -> dict:
     return {"crf": crf, "bytes": size, "recon": recon}
 
 
+def thumbnail_at_bytes(clip: np.ndarray, target_bytes: int) -> dict:
+    """The equal-bytes thumbnail: every frame shrunk (antialiased) to the largest size of
+    the same aspect ratio whose uint8 RGB pixels, all frames together, fit
+    ``target_bytes``, then scaled back up bicubically. ``(T, H, W, 3)`` uint8 in and out."""
+    import torch.nn.functional as F
+
+    t, h, w, _ = clip.shape
+    scale = min(1.0, (target_bytes / (t * h * w * 3)) ** 0.5)
+    small_h, small_w = max(1, int(h * scale)), max(1, int(w * scale))
+    while t * small_h * small_w * 3 > target_bytes and (small_h > 1 or small_w > 1):
+        small_h, small_w = max(1, small_h - 1), max(1, int(round(small_h * w / h)) or 1)
+    x = torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2).float()
+    small = F.interpolate(x, size=(small_h, small_w), mode="bilinear", antialias=True,
+                          align_corners=False).round().clamp(0, 255)  # what is stored
+    up = F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False)
+    recon = up.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    return {"size": (small_h, small_w), "bytes": t * small_h * small_w * 3, "recon": recon}
+
+
+def block_mean_at_bytes(clip: np.ndarray, target_bytes: int) -> dict:
+    """Block-mean coding: the uint8 mean of every ``bt x b x b`` space-time block and
+    channel, shown as a constant block. The finest blocking (fewest pixels per block,
+    square blocks, ``bt`` a power of two up to 8) that fits ``target_bytes`` is used."""
+    t, h, w, _ = clip.shape
+    best = None
+    for bt in (1, 2, 4, 8):
+        if bt > t:
+            break
+        for b in range(1, max(h, w) + 1):
+            size = -(-t // bt) * -(-h // b) * -(-w // b) * 3
+            if size <= target_bytes:
+                if best is None or bt * b * b < best[0] * best[1] ** 2:
+                    best = (bt, b, size)
+                break
+    if best is None:
+        best = (t, max(h, w), 3)
+    bt, b, size = best
+    x = torch.from_numpy(np.ascontiguousarray(clip)).permute(3, 0, 1, 2)[None].float()
+    means = torch.nn.functional.avg_pool3d(x, (bt, b, b), ceil_mode=True,
+                                           count_include_pad=False).round()
+    up = means.repeat_interleave(bt, 2).repeat_interleave(b, 3).repeat_interleave(b, 4)
+    recon = up[0, :, :t, :h, :w].permute(1, 2, 3, 0).byte().numpy()
+    return {"block": (bt, b, b), "bytes": size, "recon": recon}
+
+
 def evaluate(codec: VideoCodec, videos: Sequence[str | os.PathLike[str]], *,
              clips: int = 8, batch_size: int = 4, device: str = "auto", seed: int = 0,
              baselines: bool = True, frame_range: tuple[float, float] = (0.0, 1.0)) -> dict:
     """Reconstruction quality, code usage, compression and speed on clips of ``videos``
-    at the codec's clip shape, and JPEG / H.264 at the same bytes per clip."""
+    at the codec's clip shape, and at the same bytes per clip: JPEG, H.264, the
+    equal-bytes thumbnail and block-mean coding."""
     dev = resolve_device(device)
     codec = codec.to(dev).eval()
     config = codec.config
@@ -132,12 +179,20 @@ def evaluate(codec: VideoCodec, videos: Sequence[str | os.PathLike[str]], *,
         "encode_clips_per_s": len(batch) / encode_s, "decode_clips_per_s": len(batch) / decode_s,
     }
     if baselines:
-        for name, fn in (("jpeg", jpeg_at_bytes), ("h264", h264_at_bytes)):
+        settings = {  # what each baseline chose, for the report
+            "jpeg": lambda rows: f"quality {np.mean([r['quality'] for r in rows]):.1f}",
+            "h264": lambda rows: f"crf {np.mean([r['crf'] for r in rows]):.1f}",
+            "thumbnail": lambda rows: "{}x{} bicubic up".format(*rows[0]["size"]),
+            "block_mean": lambda rows: "{}x{}x{} blocks".format(*rows[0]["block"]),
+        }
+        for name, fn in (("jpeg", jpeg_at_bytes), ("h264", h264_at_bytes),
+                         ("thumbnail", thumbnail_at_bytes), ("block_mean", block_mean_at_bytes)):
             rows = [fn(clip.numpy(), target) for clip in batch]
             rec = np.stack([r["recon"] for r in rows])
-            report[name] = {"psnr": psnr(rec, batch), "ssim": ssim(rec, batch), "mae": mae(rec, batch),
+            report[name] = {"psnr": psnr(rec, batch), "ssim": ssim(rec, batch),
+                            "mae": mae(rec, batch),
                             "bytes": float(np.mean([r["bytes"] for r in rows])),
-                            "setting": float(np.mean([r.get("quality", r.get("crf")) for r in rows]))}
+                            "setting": settings[name](rows)}
     return report
 
 
@@ -146,13 +201,13 @@ def format_report(report: dict) -> str:
 
     rows = []
     raw = int(np.prod(report["clip_shape"])) * 3
-    for name, label in (("neural", "neural codes"), ("jpeg", "JPEG per frame"), ("h264", "H.264")):
+    for name, label in (("neural", "neural codes"), ("jpeg", "JPEG per frame"), ("h264", "H.264"),
+                        ("thumbnail", "thumbnail"), ("block_mean", "block means")):
         if name not in report:
             continue
         r = report[name]
-        setting = {"neural": f"{report['quantizer']} G={report['groups']} K={report['codebook_size']}",
-                   "jpeg": f"quality {r.get('setting', 0):.1f}",
-                   "h264": f"crf {r.get('setting', 0):.1f}"}[name]
+        setting = (f"{report['quantizer']} G={report['groups']} K={report['codebook_size']}"
+                   if name == "neural" else str(r.get("setting", "")))
         rows.append((label, setting, f"{r['bytes']:.0f}", f"{raw / r['bytes']:.1f}",
                      f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", f"{r['mae']:.4f}"))
     table = format_table(["method", "setting", "bytes/clip", "compression", "PSNR dB", "SSIM",

@@ -256,7 +256,11 @@ def train(
     epoch = start_step  # distinct random clip positions after a resume
     bar = tqdm(total=steps, initial=start_step, disable=not progress, desc="train-codec",
                unit="step", dynamic_ncols=True)
-    last_val = val_history[-1][1] if val_history else float("nan")
+    if val_history:
+        last_val = val_history[-1][1]
+    else:  # measured before the first step: the progress bar never shows nan
+        last_val = validate(codec, val_clips)
+        val_history.append((start_step, last_val))
 
     def lr_at(s: int) -> float:  # short warm-up, cosine decay to 10%
         warm = max(1, min(100, steps // 20))
