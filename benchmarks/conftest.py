@@ -128,7 +128,7 @@ def _table(group: str, rows: dict) -> str:
         return format_table(["method (720p)", "malloc", "median ms/clip", "clips/s",
                              "peak RSS MB", "paired vs untuned [IQR]"], out)
     baselines = {"decode": "decode_only", "layouts": "rgb_same_frames", "motion": "mv_only",
-                 "overhead": "torch_dataloader"}
+                 "overhead": "torch_dataloader", "probe": "decode_all_frames"}
     # a second baseline where a target names one (MV-only vs full RGB decode)
     second = {"decode": "rgb_decode_pyav_default"}.get(group)
     base = baselines.get(group)

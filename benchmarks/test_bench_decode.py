@@ -14,6 +14,9 @@ Each test times a group of methods interleaved in the same rounds (see
            frames) vs OpenCV Farneback optical flow, per frame.
 - layouts: a clip of each layout vs decoding the same frames to RGB (``read_frames`` with
            ``streams=("rgb",)``).
+- probe:   what ``probe`` costs (uncached; packets read, head and last GOP decoded)
+           and ``probe(decode=True)`` against decoding every frame without conversion
+           (the baseline), and against reading the packets alone.
 - allocator: layouts read in fresh processes with glibc's malloc as it comes and tuned
            as cvload.DataLoader's workers tune it.
 All decoders run single-threaded (slice threading, 1 thread): parallelism belongs to
@@ -215,3 +218,30 @@ def test_allocator(benchmark, bench_videos):
                 "per_s": 1 / float(np.median(samples)), "rounds": len(samples),
                 "samples_s": samples,
                 "maxrss_mb": float(np.median([r["maxrss_mb"] for r in results]))}
+
+
+def _packets_only(path) -> int:
+    with av.open(path) as c:
+        return sum(1 for p in c.demux(c.streams.video[0]) if p.size)
+
+
+@pytest.mark.parametrize("video", VIDEOS + ["opencv_box_mp4", "opencv_megamind_avi"])
+def test_probe(benchmark, bench_videos, video):
+    """Issue 11: probing checks its count by decoding the head and the last GOP; the
+    files that need it (decode times as pts, packed B-frames) are decoded whole."""
+    from pathlib import Path
+
+    from cvload.video._probe import _probe  # uncached: the cost of a first probe
+
+    real = Path(__file__).resolve().parents[1] / "tests" / "data" / "real" / "opencv"
+    path = {"opencv_box_mp4": str(real / "box.mp4"),
+            "opencv_megamind_avi": str(real / "Megamind.avi")}.get(video) or _path(bench_videos,
+                                                                                 video)
+    frames = _probe(path, None, False).num_frames
+    interleaved(benchmark, "probe", video, {
+        "decode_all_frames": (lambda: _decode(path, rgb=None, frames=10 ** 9), frames,
+                              "frames"),
+        "packets_only": (lambda: _packets_only(path), frames, "frames"),
+        "probe": (lambda: _probe(path, None, False), frames, "frames"),
+        "probe_decode_true": (lambda: _probe(path, None, True), frames, "frames"),
+    }, rounds=9)

@@ -443,9 +443,7 @@ def _claim_directory(out: str, spec: dict, shards: list[dict], codec, per_shard:
                 "codec or options)", source=out,
                 hint="use a new --out directory, or delete this one to start over")
         return
-    with open(path + ".partial", "w") as f:
-        json.dump({"digest": digest, "shards": len(shards), "format": spec["format"]}, f)
-    os.replace(path + ".partial", path)
+    _write_json(path, {"digest": digest, "shards": len(shards), "format": spec["format"]})
 
 
 def _estimate_clip_bytes(fmt, videos, clips, clip_frames, codec, size) -> int:
@@ -488,18 +486,23 @@ def _assemble(out: str, staging: str, units: list[dict], per_shard: int) -> dict
             continue
         chunk = good[i * per_shard:(i + 1) * per_shard]
         writer = ShardWriter(os.path.join(out, entry["name"]))
+        opened: dict = {}  # each staged unit is opened once per shard
         try:
             for unit, key in chunk:
-                with open(os.path.join(staging, unit), "rb") as f:
-                    sample = {}
-                    for suffix, (offset, length) in members[unit][key].items():
-                        f.seek(offset)
-                        sample[suffix] = f.read(length)
+                f = opened.get(unit) or opened.setdefault(
+                    unit, open(os.path.join(staging, unit), "rb"))
+                sample = {}
+                for suffix, (offset, length) in members[unit][key].items():
+                    f.seek(offset)
+                    sample[suffix] = f.read(length)
                 writer.write(key, sample)
             info = writer.close()
         except BaseException:
             writer.abort()
             raise
+        finally:
+            for f in opened.values():
+                f.close()
         _write_json(os.path.join(out, entry["name"] + ".json"),
                     {**info.to_dict(), "failures": []})
     _write_json(os.path.join(out, _ASSEMBLY), assembly)
@@ -635,21 +638,20 @@ def pack(
                 bar.update(sidecar["samples"] + len(sidecar["failures"]))
     finally:
         bar.close()
-    if assembled is None:
-        unit_sidecars = [_finished(staging, u["name"]) for u in units]
-        if all(unit_sidecars):
-            assembled = _assemble(out, staging, unit_sidecars, per_shard)
+    unit_sidecars = [] if assembled is not None else [_finished(staging, u["name"])
+                                                      for u in units]
+    if assembled is None and all(unit_sidecars):
+        assembled = _assemble(out, staging, unit_sidecars, per_shard)
     sidecars = []
     if assembled is not None:
         failures += assembled["failures"]
         sidecars = [_finished(out, s["name"]) for s in assembled["shards"]]
-        if not all(sidecars):  # a run killed while assembling: finish it
-            assembled = _assemble(out, staging, [_finished(staging, u["name"]) for u in units],
-                                  per_shard)
+        if not all(sidecars):  # shards gone since the assembly: rebuild them from staging
+            unit_sidecars = unit_sidecars or [_finished(staging, u["name"]) for u in units]
+            assembled = _assemble(out, staging, unit_sidecars, per_shard)
             sidecars = [_finished(out, s["name"]) for s in assembled["shards"]]
     else:
-        failures += [f for u in units if (side := _finished(staging, u["name"]))
-                     for f in side.get("failures", [])]
+        failures += [f for side in unit_sidecars if side for f in side.get("failures", [])]
     failure_log = None
     if failures:
         failure_log = os.path.join(out, "failures.jsonl")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import av
 
 __all__ = ["CodecSupport", "codec_support", "motion_vector_export", "EXPORTING_CODECS",
-           "NON_EXPORTING_CODECS"]
+           "NON_EXPORTING_CODECS", "ZERO_BFRAME_VECTOR_CODECS"]
 
 #: Codecs whose FFmpeg decoders export motion vectors (``flags2=+export_mvs``): H.264
 #: and the MPEG-video family. Each with an encoder in PyAV's FFmpeg was checked by encoding
@@ -28,6 +28,12 @@ NON_EXPORTING_CODECS = frozenset({
     "hevc", "vp8", "vp9", "av1", "cinepak", "qtrle", "gif", "theora", "vp3", "mjpeg",
     "prores", "dvvideo", "ffv1", "huffyuv", "rawvideo", "png", "apng",
 })
+
+
+#: Codecs whose FFmpeg decoders export a zero vector for every block of a B-frame
+#: (MPEG-4 Part 2 keeps B-frame motion out of the picture's motion table it exports;
+#: checked on real Xvid files and on encodes with known motion).
+ZERO_BFRAME_VECTOR_CODECS = frozenset({"mpeg4"})
 
 
 def motion_vector_export(codec: str, decoder: str | None = None) -> bool | None:

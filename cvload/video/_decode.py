@@ -19,6 +19,7 @@ from cvload.errors import (
     InvalidArgumentError,
     NoMotionVectorsError,
 )
+from cvload.video._capabilities import ZERO_BFRAME_VECTOR_CODECS
 from cvload.video._order import SeekMissed, presentation_frames
 from cvload.video._probe import VideoInfo, pict_letter, probe
 from cvload.video._source import Source, open_video, source_name, to_gray, to_rgb
@@ -163,12 +164,6 @@ class _NoVectorsAfterAll(Exception):
 
 class _BFrameWithoutVectors(Exception):
     """A requested B-frame of a codec whose decoder exports zeros for B-frames."""
-
-
-#: Codecs whose FFmpeg decoders export a zero vector for every block of a B-frame
-#: (MPEG-4 Part 2 keeps B-frame motion out of the picture's motion table it exports;
-#: checked on real Xvid files and on encodes with known motion).
-ZERO_BFRAME_VECTORS = frozenset({"mpeg4"})
 
 
 def _learn_exports(info: VideoInfo, frame, side_data) -> None:
@@ -547,7 +542,7 @@ def _decode_span(request: _Request, ordered, first_key: int, estimated: bool) ->
                 if previous is not None and "luma" not in frames[previous[0]]:
                     frames[previous[0]]["luma"] = to_gray(previous[1])
             elif vectors:
-                if requested and kind == "B" and info.codec in ZERO_BFRAME_VECTORS:
+                if requested and kind == "B" and info.codec in ZERO_BFRAME_VECTOR_CODECS:
                     raise _BFrameWithoutVectors(index)  # its vectors would be silent zeros
                 side_data = motion_side_data(frame)
                 if undecided:

@@ -320,7 +320,7 @@ def build_frame_index(open_stream, name: str, *, decode: bool = False) -> FrameI
         # it: packet positions are not frame indices, only decoding finds them.
         agrees = agrees and len(head) == len(expected) and not has_b
     if agrees:
-        agrees = _tail_agrees(open_stream, packets, order)
+        agrees = _tail_agrees(open_stream, packets, order, int(key_at[-1]))
     if not agrees:
         return _decoded(open_stream, name, packets, order, reason, seekable)
     return _from_packets(packets, order, reason, has_b)
@@ -337,12 +337,9 @@ def _decoded(open_stream, name: str, packets: _Packets, order: FrameOrder, reaso
     return _from_decoding(frames, packets, order, reason, damage, seekable)
 
 
-def _tail_agrees(open_stream, packets: _Packets, order: FrameOrder) -> bool:
-    """Decode from the last keyframe to the end: does it yield what the packets say?"""
-    key_at = np.flatnonzero(packets.key)
-    last = int(key_at[-1]) if len(key_at) else 0
-    if last == 0:
-        return False  # one GOP: the tail is the whole stream, decoded by the caller
+def _tail_agrees(open_stream, packets: _Packets, order: FrameOrder, last: int) -> bool:
+    """Decode from the last keyframe (packet ``last`` > 0) to the end: does it yield
+    what the packets say?"""
     target, first_pts = packets.seek_ts(last), packets.pts[last]
     if target is None:
         return False

@@ -11,6 +11,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from cvload.errors import CorruptVideoError
 from cvload.video._capabilities import motion_vector_export
 from cvload.video._index import CountMethod, FrameOrder, build_frame_index, pict_letter
 from cvload.video._source import Source, codec_name, open_video, source_name
@@ -95,10 +96,6 @@ class VideoInfo:
         """``{pts: frame index}`` (``frame_order == "pts"``; empty otherwise)."""
         return {int(p): i for i, p in enumerate(self.frame_pts)}
 
-    def index_of_pts(self, pts: int | None) -> int | None:
-        """The index of the frame with timestamp ``pts`` (``frame_order == "pts"``)."""
-        return self.pts_index.get(pts) if pts is not None else None
-
 
 def probe(source: Source, *, stream: int | None = None, decode: bool = False) -> VideoInfo:
     """Describe the video stream of ``source`` (path, bytes or binary file-like).
@@ -138,8 +135,6 @@ def _probe(source: Source, stream: int | None, decode: bool) -> VideoInfo:
         if hasattr(source, "seek"):
             source.seek(0)
         if not data:
-            from cvload.errors import CorruptVideoError
-
             raise CorruptVideoError("empty file object", source=name)
         data = bytes(data)
 
