@@ -17,9 +17,7 @@ DataLoader and through cvload's (plain, and with the CPU device stage), same rou
 
 from __future__ import annotations
 
-import os
 
-import numpy as np
 import pytest
 import torch
 

@@ -20,7 +20,8 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from cvload._demo import run
 
-    run(args.root, videos_per_class=args.videos_per_class, codec_steps=args.codec_steps)
+    run(args.root, videos_per_class=args.videos_per_class, codec_steps=args.codec_steps,
+        codec_seconds=args.codec_seconds)
     return 0
 
 
@@ -52,24 +53,31 @@ def _video_files(inputs) -> list[str]:
 
 
 def _cmd_train_codec(args: argparse.Namespace) -> int:
-    from cvload.codec import CodecConfig, train
+    from cvload.codec import NO_CROP, CodecConfig, CropPolicy, train
 
     config = CodecConfig(
         clip_frames=args.clip_frames, size=tuple(args.size), temporal_stride=args.temporal_stride,
         spatial_stride=args.spatial_stride, groups=args.groups, quantizer=args.quantizer,
-        channels=args.channels, fsq_levels=tuple(args.fsq_levels),
-        vq_codebook_size=args.codebook_size)
+        channels=args.channels, res_blocks=args.res_blocks, tail_channels=args.tail_channels,
+        fsq_levels=tuple(args.fsq_levels), vq_codebook_size=args.codebook_size)
     videos = _video_files(args.videos)
     result = train(videos, out=args.out, config=config, steps=args.steps,
                    batch_size=args.batch_size, lr=args.lr, device=args.device,
+                   linear_lr_scale=args.linear_lr_scale, init_clips=args.init_clips,
+                   compile=args.compile,
+                   crop=NO_CROP if args.no_crop else CropPolicy(),
                    val_videos=_video_files(args.val) if args.val else None,
+                   val_fraction=args.val_fraction, val_clips=args.val_clips,
                    val_every=args.val_every, checkpoint_every=args.checkpoint_every,
                    resume=args.resume, seed=args.seed, max_seconds=args.max_minutes * 60
                    if args.max_minutes else None, frame_range=args.frames,
                    val_frame_range=args.val_frames)
-    last = result.val_psnr[-1][1] if result.val_psnr else float("nan")
+    first, last = result.val_psnr[0][1], result.val_psnr[-1][1]
+    start = "resumed" if result.init_psnr is None else "initial transform"
     print(f"saved {result.path} (codec {result.codec_id}) after {result.steps} steps in "
-          f"{result.seconds:.0f}s; validation PSNR {last:.2f} dB")
+          f"{result.seconds:.0f}s ({(result.steps - result.resumed_from) / max(result.seconds, 1e-9):.2f} "
+          f"steps/s); validation PSNR {first:.2f} dB ({start}) -> {last:.2f} dB on "
+          f"{result.val_source}")
     return 0
 
 
@@ -128,6 +136,8 @@ def _size(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cvload.codec import CodecConfig
+
     parser = argparse.ArgumentParser(prog="cvload", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -137,7 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job end to end on synthetic videos")
     p.add_argument("--root", default=None, help="where to write the videos (default: cache)")
     p.add_argument("--videos-per-class", type=int, default=2)
-    p.add_argument("--codec-steps", type=int, default=150, help="training steps of the codec")
+    p.add_argument("--codec-steps", type=int, default=600,
+                   help="training steps of the codec at most")
+    p.add_argument("--codec-seconds", type=float, default=75.0,
+                   help="training-time budget of the codec (whichever of the two ends first)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("probe", help="describe videos: codec, frames, GOPs, B-frames, MVs")
@@ -153,42 +166,71 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(a resumable checkpoint OUT.ckpt is kept beside it).")
     p.add_argument("videos", nargs="+", help="video files, folders or .txt lists")
     p.add_argument("--out", required=True, help="where to save the codec (e.g. codec.pt)")
-    p.add_argument("--clip-frames", type=int, default=16,
+    d = CodecConfig()
+    p.add_argument("--clip-frames", type=int, default=d.clip_frames,
                    help="frames per training clip (a multiple of --temporal-stride)")
-    p.add_argument("--size", type=_size, default=[128, 128],
+    p.add_argument("--size", type=_size, default=list(d.size),
                    help="clip size H[xW] that frames are resized to, e.g. 128 or 128x160")
-    p.add_argument("--temporal-stride", type=int, default=2, choices=(1, 2, 4),
+    p.add_argument("--temporal-stride", type=int, default=d.temporal_stride, choices=(1, 2, 4),
                    help="frames per code along time")
-    p.add_argument("--spatial-stride", type=int, default=8, choices=(4, 8),
+    p.add_argument("--spatial-stride", type=int, default=d.spatial_stride, choices=(4, 8),
                    help="pixels per code along each side")
-    p.add_argument("--groups", type=int, default=3,
+    p.add_argument("--groups", type=int, default=d.groups,
                    help="codes per latent position (more groups: more bytes, higher quality)")
-    p.add_argument("--quantizer", default="fsq", choices=("fsq", "vq"),
-                   help="finite scalar quantisation (codes fit a byte) or VQ codebooks")
-    p.add_argument("--fsq-levels", type=int, nargs="+", default=[8, 6, 5],
-                   help="FSQ levels per channel; their product is the codebook size")
-    p.add_argument("--codebook-size", type=int, default=256, help="VQ entries per codebook")
-    p.add_argument("--channels", type=int, default=64,
-                   help="width of the encoder and decoder (CPU time grows with its square)")
-    p.add_argument("--steps", type=int, default=1000, help="optimiser steps in all")
-    p.add_argument("--batch-size", type=int, default=4, help="clips per step")
+    p.add_argument("--quantizer", default=d.quantizer, choices=("fsq", "vq"),
+                   help="finite scalar quantisation or VQ codebooks")
+    p.add_argument("--fsq-levels", type=int, nargs="+", default=list(d.fsq_levels),
+                   help="FSQ levels per latent channel; their product is the codebook size "
+                        "(up to 256: uint8 codes; up to 65536: uint16)")
+    p.add_argument("--codebook-size", type=int, default=d.vq_codebook_size,
+                   help="VQ entries per codebook")
+    p.add_argument("--channels", type=int, default=d.channels,
+                   help="width of the residual refinement networks, which run at the code "
+                        "grid (CPU time grows with its square)")
+    p.add_argument("--res-blocks", type=int, default=d.res_blocks,
+                   help="residual blocks in the encoder's and the decoder's refinement")
+    p.add_argument("--tail-channels", type=int, default=d.tail_channels,
+                   help="width of a full-resolution residual tail on the decoder (0: none; "
+                        "about 4x the CPU time per step at 8)")
+    p.add_argument("--steps", type=int, default=1000,
+                   help="optimiser steps at most (with --max-minutes: whichever ends first)")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per step")
     p.add_argument("--lr", type=float, default=1e-3,
-                   help="peak learning rate (short warm-up, cosine decay to 10%%)")
+                   help="peak learning rate of the residual networks (warm-up over 5%%, "
+                        "cosine decay to 10%% over the steps or the time budget)")
+    p.add_argument("--linear-lr-scale", type=float, default=0.03,
+                   help="learning-rate factor of the linear transforms, which start at the "
+                        "principal components of the training clips")
+    p.add_argument("--init-clips", type=int, default=64,
+                   help="training clips whose principal components initialise the codec")
+    p.add_argument("--no-crop", action="store_true",
+                   help="train on whole frames resized to --size instead of random resized "
+                        "crops (crops: random box of 15-100%% of the frame, random aspect, "
+                        "horizontal flips)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training step (2 CPU cores: ~45 s to compile, then "
+                        "~11%% faster steps; pays off beyond ~10 minutes)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
     p.add_argument("--val", nargs="*",
-                   help="validation videos (default: fixed clips of the training videos)")
+                   help="validation videos (default: the last --val-fraction of every "
+                        "training video's frames, held out of training)")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of every training video's frames held out for validation "
+                        "when no --val is given (at least one clip's worth)")
+    p.add_argument("--val-clips", type=int, default=8, help="validation clips measured")
     p.add_argument("--val-every", type=int, default=100,
                    help="steps between validation PSNR measurements (also at step 0)")
     p.add_argument("--checkpoint-every", type=int, default=100,
                    help="steps between writes of the resumable checkpoint OUT.ckpt")
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
     p.add_argument("--max-minutes", type=float, default=None,
-                   help="stop after this many minutes (the codec is saved); none: no limit")
+                   help="training-time budget in minutes: the learning rate decays over it "
+                        "and the codec is saved when it is spent; none: no limit")
     p.add_argument("--seed", type=int, default=0, help="seed of clip sampling and weights")
     p.add_argument("--frames", type=_fraction_range, default=(0.0, 1.0),
                    help="train on this fraction of every video's frames, e.g. 0:0.8")
     p.add_argument("--val-frames", type=_fraction_range, default=(0.0, 1.0),
-                   help="validate on this fraction, e.g. 0.8:1 (a temporal hold-out)")
+                   help="validate --val videos on this fraction of their frames")
     p.set_defaults(func=_cmd_train_codec)
 
     p = sub.add_parser("pack", help="pack videos into WebDataset shards (codes, video, rgb)")

@@ -33,14 +33,14 @@ from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures import wait as futures_wait
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.utils.data as tud
 
 from cvload.errors import CvloadError, InvalidArgumentError, SkipCounter, check_handler
-from cvload.shards._reader import BatchRequest, Fetched, ShardDataset, collate_samples
+from cvload.shards._reader import BatchRequest, Fetched, ShardDataset
 
 __all__ = ["DataLoader", "LoaderStats", "ShardBatchSampler", "distributed_context"]
 

@@ -79,7 +79,8 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert (tmp_path / "demo" / "labels.csv").read_text().startswith("path,label\n")
     # second run reuses the files
     mtime = os.path.getmtime(result["videos"][0].path)
-    assert {"neural", "jpeg", "h264"} <= set(result["codec"]) and "H.264" in out
+    assert {"neural", "jpeg", "h264", "thumbnail"} <= set(result["codec"]) and "H.264" in out
+    assert "on videos it never saw" in out and "vs thumbnail" in out
     assert {r.format for r in result["shards"].values()} == {"codes", "video", "rgb"}
     assert all(r.index and r.clips > 0 for r in result["shards"].values())
     loading = result["loader"]

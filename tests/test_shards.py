@@ -65,7 +65,8 @@ def test_formats_round_trip_through_plain_webdataset_and_tar(videos, tiny_codec,
         assert meta["frame_end"] - meta["frame_start"] == meta["frames"]
         if fmt == "codes":
             codes = np.load(io.BytesIO(sample["codes.npy"]), allow_pickle=False)
-            assert codes.shape == (4, 4, 4, 3) and codes.dtype == np.uint8
+            # the default code format: 4x8x8 pixels per position, 2 groups of 16-bit codes
+            assert codes.shape == (2, 4, 4, 2) and codes.dtype == np.uint16
             assert meta["codec_id"] == index.codec_id
         elif fmt == "rgb":
             rgb = np.load(io.BytesIO(sample["rgb.npy"]), allow_pickle=False)

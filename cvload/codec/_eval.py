@@ -16,7 +16,8 @@ from PIL import Image
 
 from cvload.codec._metrics import mae, perplexity, psnr, ssim
 from cvload.codec._model import VideoCodec
-from cvload.codec._train import clip_loader, resolve_device
+from cvload.codec._data import clip_loader
+from cvload.codec._train import resolve_device
 from cvload.errors import InvalidArgumentError
 
 __all__ = ["evaluate", "jpeg_at_bytes", "h264_at_bytes", "thumbnail_at_bytes",
@@ -144,15 +145,12 @@ def evaluate(codec: VideoCodec, videos: Sequence[str | os.PathLike[str]], *,
     dev = resolve_device(device)
     codec = codec.to(dev).eval()
     config = codec.config
+    # evenly spaced whole-frame clips of every video, in turn: distinct clips wherever the
+    # videos are long enough
     dataset, loader = clip_loader([os.fspath(v) for v in videos], config, batch_size=batch_size,
-                                  sampling="random", seed=seed, shuffle=False,
-                                  frame_range=frame_range)
-    data = []
-    epoch = 0
-    while sum(len(b) for b in data) < clips and epoch < max(4, clips):
-        dataset.set_epoch(epoch)
-        data += [b for b in loader if b is not None]
-        epoch += 1
+                                  sampling="spread", seed=seed, shuffle=False,
+                                  clips_per_epoch=clips, frame_range=frame_range)
+    data = [b for b in loader if b is not None]
     if not data:
         raise InvalidArgumentError("no clip could be read from the evaluation videos")
     batch = torch.cat(data)[:clips]

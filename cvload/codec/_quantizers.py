@@ -26,25 +26,26 @@ def _merge_groups(z: torch.Tensor) -> torch.Tensor:
 
 
 class FSQ(nn.Module):
-    """Finite scalar quantisation (Mentzer et al., 2023): each latent dimension is bounded
-    with tanh and rounded to one of ``levels[i]`` values; a group's code is the mixed-radix
-    number of its digits. No codebook, so nothing can collapse."""
+    """Finite scalar quantisation (Mentzer et al., 2023): each latent dimension is scaled,
+    clipped and rounded to one of ``levels[i]`` evenly spaced values; a group's code is the
+    mixed-radix number of its digits. No codebook, so nothing can collapse."""
 
-    def __init__(self, levels: tuple[int, ...], groups: int, eps: float = 1e-3) -> None:
+    def __init__(self, levels: tuple[int, ...], groups: int) -> None:
         super().__init__()
         self.groups = groups
-        self.eps = eps
         levels_t = torch.tensor(levels, dtype=torch.int64)
         self.register_buffer("levels", levels_t, persistent=False)
         basis = torch.cumprod(torch.tensor([1, *levels[:-1]], dtype=torch.int64), 0)
         self.register_buffer("basis", basis, persistent=False)
 
     def _bound(self, z: torch.Tensor) -> torch.Tensor:
-        levels = self.levels.to(z.dtype)
-        half = (levels - 1) * (1 - self.eps) / 2
-        offset = torch.where(self.levels % 2 == 0, 0.5, 0.0).to(z.dtype)
-        shift = torch.atanh(offset / half)
-        return torch.tanh(z + shift) * half - offset
+        """``z`` -> ``z * (L // 2)`` clipped to ``[-(L // 2), (L - 1) // 2]``: evenly spaced
+        levels that include zero (for even L the top level is one step short of +1), so a
+        linear code quantises uniformly and a latent of 0 stays exactly 0. (A tanh bound
+        crowds the levels at the centre and coarsens the tails.)"""
+        half = (self.levels // 2).to(z.dtype)
+        top = ((self.levels - 1) // 2).to(z.dtype)
+        return torch.minimum(torch.maximum(z * half, -half), top)
 
     def forward(self, z: torch.Tensor):
         zg = _split_groups(z.float(), self.groups)

@@ -23,7 +23,7 @@ import tarfile
 import threading
 import time
 from collections import Counter
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 import torch
