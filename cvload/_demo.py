@@ -253,7 +253,8 @@ def codec_step(videos, workdir, *, steps: int = 600, max_seconds: float = 75.0,
     gain = report["neural"]["psnr"] - report["thumbnail"]["psnr"]
     print_fn(f"      on videos it never saw, at {report['bytes_per_clip']} bytes per clip: codec "
              f"{report['neural']['psnr']:.2f} dB vs thumbnail {report['thumbnail']['psnr']:.2f} dB "
-             f"({gain:+.2f} dB), H.264 {report['h264']['psnr']:.2f} dB")
+             f"({gain:+.2f} dB), H.264 {report['h264']['psnr']:.2f} dB at "
+             f"{report['h264']['bytes']:.0f} bytes")
     report["path"] = out
     return report
 
