@@ -224,8 +224,7 @@ def codec_step(videos, workdir, *, steps: int = 600, max_seconds: float = 75.0,
                print_fn=print) -> dict:
     """Step 4: train a small codec on 8 videos for at most ``max_seconds`` (or ``steps``),
     evaluate on the 2 held out against JPEG, H.264 and the equal-bytes thumbnail."""
-    from cvload.codec import CodecConfig, VideoCodec, train
-    from cvload.codec._eval import evaluate, format_report
+    from cvload.codec import CodecConfig, VideoCodec, evaluate, format_report, train
 
     print_fn(f"[4/6] neural codec: train up to {steps} steps / {max_seconds:.0f}s, evaluate on "
              "held-out videos")

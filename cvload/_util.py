@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import IO, Iterable, Iterator, Sequence
 
 
 def cache_dir(*parts: str) -> Path:
@@ -40,3 +41,41 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
+    """Yield a temporary path beside ``path`` (same suffix, unique to this process); on
+    success it is renamed onto ``path`` in one step, on error removed. Readers never see a
+    half-written file, and an interrupted write leaves only the old file (or none)."""
+    path = os.fspath(path)
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.partial{Path(name).suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike[str], mode: str = "w", *, durable: bool = False,
+                 **open_kwargs) -> Iterator[IO]:
+    """``open(path, mode)`` through :func:`atomic_path`; ``durable=True`` also fsyncs
+    before the rename (index files, which name what is done)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **open_kwargs) as f:
+            yield f
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+
+
+def resolve_device(device="auto"):
+    """``"auto"``: CUDA when usable, else CPU; anything else as ``torch.device``."""
+    import torch
+
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)

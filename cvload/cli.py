@@ -82,8 +82,7 @@ def _cmd_train_codec(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval_codec(args: argparse.Namespace) -> int:
-    from cvload.codec import VideoCodec
-    from cvload.codec._eval import evaluate, format_report
+    from cvload.codec import VideoCodec, evaluate, format_report
 
     codec = VideoCodec.load(args.codec)
     report = evaluate(codec, _video_files(args.videos), clips=args.clips, device=args.device,

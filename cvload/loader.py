@@ -31,6 +31,7 @@ import warnings
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures import wait as futures_wait
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -40,7 +41,8 @@ import torch
 import torch.utils.data as tud
 
 from cvload.errors import CvloadError, InvalidArgumentError, SkipCounter, check_handler
-from cvload.shards._reader import BatchRequest, Fetched, ShardDataset
+from cvload.batching import BatchRequest, Fetched
+from cvload.shards import ShardDataset
 
 __all__ = ["DataLoader", "LoaderStats", "ShardBatchSampler", "distributed_context"]
 
@@ -162,7 +164,7 @@ class _ShardCollate:
             return fetched
         started = time.perf_counter()
         batch = self.collate_fn(fetched.batch) if fetched.batch else None
-        stats = dict(fetched.stats, collate=time.perf_counter() - started)
+        stats = dataclasses.replace(fetched.stats, collate=time.perf_counter() - started)
         return Fetched(fetched.seq, batch, stats, True)
 
 
@@ -642,19 +644,19 @@ class _Iterator:
                 continue
             seconds["wait"] += time.perf_counter() - started
             if loader._shards:
-                seq, batch, worker, _ = item
-                for stage in ("read", "decode", "collate"):
-                    stats.seconds[stage] += worker.get(stage, 0.0)
-                stats.bytes_read += worker["bytes"]
-                stats.skipped.update(worker["skipped"])
+                seq, batch, worker = item.seq, item.batch, item.stats
+                for stage, spent in worker.seconds().items():
+                    stats.seconds[stage] += spent
+                stats.bytes_read += worker.bytes
+                stats.skipped.update(worker.skipped)
                 if loader._handler == "warn":
-                    for reason, count in worker["skipped"].items():
-                        example = worker["skip_examples"].get(reason, "")
+                    for reason, count in worker.skipped.items():
+                        example = worker.skip_examples.get(reason, "")
                         warnings.warn(f"skipped {count} sample(s) of batch {seq} "
                                       f"({reason}): {example}", RuntimeWarning, stacklevel=2)
-                stats.substituted += worker["substituted"]
-                stats.samples += worker["samples"]
-                if worker["cuda_in_worker"]:
+                stats.substituted += worker.substituted
+                stats.samples += worker.samples
+                if worker.cuda_in_worker:
                     raise RuntimeError("CUDA was initialised inside a DataLoader worker; "
                                        "cvload keeps CUDA in the main process")
                 if batch is None:

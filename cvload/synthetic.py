@@ -24,6 +24,7 @@ import av
 import numpy as np
 from PIL import Image
 
+from cvload._util import atomic_path, atomic_write
 from cvload.errors import InvalidArgumentError, UnsupportedCodecError
 
 __all__ = [
@@ -187,10 +188,9 @@ def encode_frames(
         raise InvalidArgumentError(f"height and width must be even for 4:2:0, got {height}x{width}.")
     path = os.fspath(path)
     fmt = _RAW_FORMATS.get(Path(path).suffix.lower())
-    # Temporary name keeps the suffix so FFmpeg picks the same container.
-    head, name = os.path.split(path)
-    tmp = os.path.join(head, f".{name}.{os.getpid()}.partial{Path(name).suffix}")
-    try:
+    # the temporary name keeps the suffix, so FFmpeg picks the same container; a reader
+    # never sees a half-written video
+    with atomic_path(path) as tmp:
         with av.open(tmp, mode="w", format=fmt) as out:
             try:
                 stream = out.add_stream(ENCODERS[codec], rate=Fraction(fps))
@@ -209,10 +209,6 @@ def encode_frames(
                     out.mux(packet)
             for packet in stream.encode(None):
                 out.mux(packet)
-        os.replace(tmp, path)  # a reader never sees a half-written video
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def write_video(
@@ -290,8 +286,7 @@ def make_dataset(
         writer.writerow(["path", "label"])
         for v in videos:
             writer.writerow([os.path.relpath(v.path, root), v.label])
-    tmp = manifest.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"digest": digest, "params": params,
-                               "videos": [asdict(v) for v in videos]}, indent=1))
-    os.replace(tmp, manifest)
+    with atomic_write(manifest) as f:
+        f.write(json.dumps({"digest": digest, "params": params,
+                            "videos": [asdict(v) for v in videos]}, indent=1))
     return videos

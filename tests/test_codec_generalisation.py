@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cvload.codec import CodecConfig, VideoCodec, train
-from cvload.codec._eval import evaluate
+from cvload.codec import CodecConfig, VideoCodec, evaluate, train
 from cvload.synthetic import encode_frames, write_video
 
 SIZE, FRAMES = 96, 32

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cvload._util import resolve_device
 from cvload.codec._metrics import mae, perplexity, psnr, ssim
 from cvload.codec._model import VideoCodec
 from cvload.codec._data import clip_loader
-from cvload.codec._train import resolve_device
 from cvload.errors import InvalidArgumentError
 
 __all__ = ["evaluate", "jpeg_at_bytes", "h264_at_bytes", "thumbnail_at_bytes",

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cvload._util import atomic_write
 from cvload.codec._config import CodecConfig
 from cvload.codec._quantizers import FSQ, EMAVectorQuantizer
 from cvload.errors import CodecFileError, CodecMismatchError, InvalidArgumentError
@@ -353,9 +354,8 @@ class VideoCodec(nn.Module):
                    "codec_id": self._codec_id,
                    "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
         path = os.fspath(path)
-        tmp = f"{path}.partial"
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        with atomic_write(path, "wb") as f:
+            torch.save(payload, f)
         return self._codec_id
 
     @classmethod

@@ -14,20 +14,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cvload._util import atomic_write, resolve_device
 from cvload.codec._config import CodecConfig
 from cvload.codec._data import CropPolicy, FramePool, clip_loader
 from cvload.codec._metrics import psnr
 from cvload.codec._model import VideoCodec
 from cvload.errors import CodecFileError, InvalidArgumentError
 
-__all__ = ["train", "TrainResult", "resolve_device"]
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA when usable, else CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+__all__ = ["train", "TrainResult"]
 
 
 @dataclass
@@ -59,9 +53,8 @@ def _save_checkpoint(path, codec, optimizer, step, losses, val_psnr, seed,
                "losses": torch.tensor(losses, dtype=torch.float64).reshape(-1, 2),
                "val_psnr": torch.tensor(val_psnr, dtype=torch.float64).reshape(-1, 2),
                "seed": seed, "seconds": float(seconds), "torch_rng": torch.get_rng_state()}
-    tmp = f"{path}.partial"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # an interrupted save never leaves a broken checkpoint
+    with atomic_write(path, "wb") as f:  # an interrupted save never leaves a broken checkpoint
+        torch.save(payload, f)
 
 
 def _load_checkpoint(path: str) -> dict:

@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from cvload._util import atomic_write
 from cvload.errors import ShardError
 
 __all__ = ["SCHEMA_VERSION", "ShardIndex", "write_index", "read_index"]
@@ -40,12 +41,8 @@ class ShardIndex:
 
 def write_index(directory: str | os.PathLike[str], index: ShardIndex) -> str:
     path = os.path.join(os.fspath(directory), "index.json")
-    tmp = path + ".partial"
-    with open(tmp, "w") as f:
+    with atomic_write(path, durable=True) as f:
         json.dump(index.to_dict(), f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
     return path
 
 

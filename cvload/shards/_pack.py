@@ -26,7 +26,7 @@ from typing import Literal, Sequence
 
 import av
 
-from cvload._util import sha256_file
+from cvload._util import atomic_write, sha256_file
 from cvload.errors import CvloadError, InvalidArgumentError, ShardError
 from cvload.shards._index import ShardIndex, write_index
 from cvload.shards._writer import ShardWriter
@@ -510,9 +510,8 @@ def _assemble(out: str, staging: str, units: list[dict], per_shard: int) -> dict
 
 
 def _write_json(path: str, value) -> None:
-    with open(path + ".partial", "w") as f:
+    with atomic_write(path) as f:
         json.dump(value, f, sort_keys=True)
-    os.replace(path + ".partial", path)
 
 
 # -- the whole run -------------------------------------------------------------------------
@@ -569,7 +568,7 @@ def pack(
     codec_obj = None
     if codec is not None:
         from cvload.codec import VideoCodec
-        from cvload.codec._train import resolve_device
+        from cvload._util import resolve_device
 
         device = str(resolve_device(device)) if device == "auto" else device
         codec_obj = VideoCodec.load(codec)
@@ -655,10 +654,9 @@ def pack(
     failure_log = None
     if failures:
         failure_log = os.path.join(out, "failures.jsonl")
-        with open(failure_log + ".partial", "w") as f:
+        with atomic_write(failure_log) as f:
             for failure in failures:
                 f.write(json.dumps(failure, sort_keys=True) + "\n")
-        os.replace(failure_log + ".partial", failure_log)
     index_path = None
     if assembled is not None:
         if not sidecars:

@@ -11,24 +11,19 @@ refused), ``.pyd``/``.pickle`` members make their sample an :class:`UnsafeShardE
 
 from __future__ import annotations
 
-import ast
-import glob
 import hashlib
 import io
 import json
 import mmap
 import os
-import re
-import tarfile
 import threading
 import time
-from collections import Counter
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable
 
 import numpy as np
 import torch
 
-from cvload_ext import gather_spans
+from cvload.batching import BatchRequest, BatchStats, Fetched, collate_samples
 from cvload.errors import (
     CvloadError,
     InvalidArgumentError,
@@ -36,224 +31,17 @@ from cvload.errors import (
     SkipCounter,
     UnsafeShardError,
 )
-from cvload.shards._index import read_index
-from cvload.shards._inspect import UNSAFE_SUFFIXES
+from cvload.shards._codes_path import codes_assemble, codes_rows
+from cvload.shards._npy import npy_array
+from cvload.shards._sources import (
+    IMAGE_MEMBER,
+    VIDEO_MEMBERS,
+    expand_sources,
+    resolve_sources,
+    unsafe_member,
+)
 
-__all__ = ["ShardDataset", "BatchRequest", "Fetched", "collate_samples", "expand_sources"]
-
-VIDEO_MEMBERS = ("mp4", "264", "h265", "mkv", "webm", "avi")
-_JPG = re.compile(r"^(\d+)\.(jpg|jpeg|png)$")
-
-
-# -- sources -------------------------------------------------------------------------------
-
-
-def expand_sources(source) -> list[str]:
-    """A directory, one path, a brace pattern (``train-{000000..000009}.tar``), a glob,
-    or a list of any of these -> shard paths (order kept, duplicates removed)."""
-    from braceexpand import braceexpand
-
-    items = [source] if isinstance(source, (str, os.PathLike)) else list(source)
-    paths: list[str] = []
-    for item in items:
-        text = os.fspath(item)
-        for expanded in braceexpand(text):
-            if any(ch in expanded for ch in "*?[") and not os.path.exists(expanded):
-                paths.extend(sorted(glob.glob(expanded)))
-            else:
-                paths.append(expanded)
-    seen: set[str] = set()
-    return [p for p in paths if not (p in seen or seen.add(p))]
-
-
-def _unsafe_member(members) -> str | None:
-    """The first member suffix that would need unpickling (``.pyd``, ``.pickle`` ...)."""
-    for suffix in members:
-        if ("." + suffix).endswith(UNSAFE_SUFFIXES):
-            return suffix
-    return None
-
-
-def _raise_open_files_limit(wanted: int) -> None:
-    """Every mapped shard holds a file descriptor: lift the soft limit towards the hard
-    one when a dataset has more shards than the soft limit allows (Unix only)."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - Windows
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < wanted + 256:
-        target = hard if hard == resource.RLIM_INFINITY else min(hard, wanted + 1024)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
-        except (ValueError, OSError):
-            pass
-
-
-def _scan_tar(path: str) -> dict:
-    """Index entry for a shard without an index.json: keys and member ranges from the
-    tar headers (no member data is read)."""
-    members: dict[str, dict[str, list[int]]] = {}
-    keys: list[str] = []
-    try:
-        with tarfile.open(path, "r:") as tar:
-            for info in tar:
-                if not info.isfile():
-                    continue
-                base = os.path.basename(info.name)
-                key, _, suffix = base.partition(".")
-                prefix = os.path.dirname(info.name)
-                key = f"{prefix}/{key}" if prefix else key
-                if key not in members:
-                    members[key] = {}
-                    keys.append(key)
-                members[key][suffix] = [info.offset_data, info.size]
-    except (tarfile.TarError, OSError) as err:
-        raise ShardError(f"not a readable tar: {err}", source=path) from err
-    return {"name": os.path.basename(path), "samples": len(keys),
-            "bytes": os.path.getsize(path), "sha256": None, "keys": keys, "members": members}
-
-
-def _resolve(source, handler: SkipCounter) -> tuple[list[str], list[dict], dict]:
-    """Shard paths, their index entries and the index fields (format, codec id...)."""
-    meta: dict = {"format": None, "codec_id": None, "extra": {}}
-    if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
-        index = read_index(source)
-        meta.update(format=index.format, codec_id=index.codec_id, extra=index.extra)
-        paths = [os.path.join(os.fspath(source), s["name"]) for s in index.shards]
-        return paths, list(index.shards), meta
-    paths = expand_sources(source)
-    if not paths:
-        raise InvalidArgumentError(f"no shards match {source!r}",
-                                   hint="pass a directory with index.json, shard paths or a "
-                                        "brace pattern such as 'train-{000000..000009}.tar'")
-    entries, kept = [], []
-    indexes: dict[str, dict] = {}
-    for path in paths:
-        directory = os.path.dirname(os.path.abspath(path))
-        if directory not in indexes:
-            try:
-                index = read_index(directory)
-                indexes[directory] = {"by_name": {s["name"]: s for s in index.shards},
-                                      "format": index.format, "codec_id": index.codec_id,
-                                      "extra": index.extra}
-            except ShardError:
-                indexes[directory] = {"by_name": {}}
-        known = indexes[directory]["by_name"].get(os.path.basename(path))
-        if known is not None:
-            entry = known
-            for field in ("format", "codec_id"):
-                meta[field] = meta[field] or indexes[directory].get(field)
-            meta["extra"] = meta["extra"] or indexes[directory].get("extra", {})
-        elif not os.path.exists(path):
-            handler.handle(ShardError("shard is missing (and no index.json lists it, so its "
-                                      "samples cannot be counted)", source=path))
-            continue
-        else:
-            entry = _scan_tar(path)
-        entries.append(entry)
-        kept.append(path)
-    if meta["format"] is None:
-        meta["format"] = _guess_format(entries)
-    return kept, entries, meta
-
-
-def _guess_format(entries: list[dict]) -> str:
-    for entry in entries:
-        for members in entry["members"].values():
-            if "codes.npy" in members:
-                return "codes"
-            if any(s in members for s in VIDEO_MEMBERS):
-                return "video"
-            if "rgb.npy" in members or any(_JPG.match(s) for s in members):
-                return "rgb"
-    return "unknown"
-
-
-# -- .npy without pickle ----------------------------------------------------------------------
-
-
-_HEADERS: dict[bytes, tuple[np.dtype, tuple, bool, int]] = {}
-
-
-def _npy_array(buffer, offset: int, size: int, where: str) -> np.ndarray:
-    """A read-only view of the ``.npy`` member at ``buffer[offset:offset + size]``.
-    Headers are parsed once per distinct header (``ast.literal_eval``, never pickle)."""
-    if size < 10 or bytes(buffer[offset:offset + 6]) != b"\x93NUMPY":
-        raise ShardError("member is not a .npy array", source=where)
-    major = buffer[offset + 6]
-    if major == 1:
-        length, start = int.from_bytes(buffer[offset + 8:offset + 10], "little"), 10
-    elif major in (2, 3):
-        length, start = int.from_bytes(buffer[offset + 8:offset + 12], "little"), 12
-    else:
-        raise ShardError(f".npy format version {major} is not supported", source=where)
-    header = bytes(buffer[offset:offset + start + length])
-    parsed = _HEADERS.get(header)
-    if parsed is None:
-        try:
-            fields = ast.literal_eval(header[start:].decode("latin1"))
-            dtype = np.dtype(fields["descr"]) if not isinstance(fields["descr"], list) else None
-            shape = tuple(int(x) for x in fields["shape"])
-            fortran = bool(fields["fortran_order"])
-        except (ValueError, SyntaxError, KeyError, TypeError) as err:
-            raise ShardError(f"unreadable .npy header: {err}", source=where) from err
-        if dtype is None or dtype.hasobject:
-            raise UnsafeShardError("object or structured .npy array (would need unpickling)",
-                                   source=where)
-        parsed = (dtype, shape, fortran, start + length)
-        if len(_HEADERS) < 4096:
-            _HEADERS[header] = parsed
-    dtype, shape, fortran, data_at = parsed
-    count = int(np.prod(shape, dtype=np.int64))
-    if data_at + count * dtype.itemsize != size:
-        raise ShardError(f".npy member holds {size - data_at} data bytes, its header "
-                         f"promises {count * dtype.itemsize}", source=where)
-    array = np.frombuffer(buffer, dtype=dtype, count=count, offset=offset + data_at)
-    return array.reshape(shape, order="F" if fortran else "C")
-
-
-# -- batches ---------------------------------------------------------------------------------
-
-
-class BatchRequest(list):
-    """The sample ids of one batch, as the loader's batch sampler hands them to a worker,
-    with the batch's sequence number, epoch, error policy and whether to stack."""
-
-    def __init__(self, ids: Iterable[int], *, seq: int = 0, epoch: int = 0,
-                 handler: str = "raise", stacked: bool = True) -> None:
-        super().__init__(ids)
-        self.seq, self.epoch, self.handler, self.stacked = seq, epoch, handler, stacked
-
-
-class Fetched(NamedTuple):
-    """What a worker returns for a :class:`BatchRequest`: the batch (stacked dict or list
-    of samples), its sequence number and the worker's stage statistics for it."""
-
-    seq: int
-    batch: object
-    stats: dict
-    stacked: bool
-
-
-def collate_samples(samples: list[dict]) -> dict:
-    """Stack same-shaped tensors, keep strings, dicts and odd shapes as lists."""
-    if not samples:
-        return {}
-    out: dict = {}
-    for key in samples[0]:
-        values = [s[key] for s in samples]
-        first = values[0]
-        if isinstance(first, torch.Tensor) and all(
-                isinstance(v, torch.Tensor) and v.shape == first.shape and v.dtype == first.dtype
-                for v in values):
-            out[key] = torch.stack(values)
-        elif isinstance(first, (int, np.integer)) and not isinstance(first, bool):
-            out[key] = torch.tensor(values, dtype=torch.int64)
-        else:
-            out[key] = values
-    return out
-
+__all__ = ["ShardDataset", "expand_sources"]
 
 # -- the dataset ---------------------------------------------------------------------------
 
@@ -299,7 +87,7 @@ class ShardDataset(torch.utils.data.Dataset):
         shuffle_block: int | None = None,
     ) -> None:
         self.skipped = SkipCounter(handler)
-        self.paths, self.entries, meta = _resolve(source, self.skipped)
+        self.paths, self.entries, meta = resolve_sources(source, self.skipped)
         self.format: str = meta["format"]
         self.codec_id: str | None = meta["codec_id"]
         self.extra: dict = meta["extra"] or {}
@@ -440,23 +228,23 @@ class ShardDataset(torch.utils.data.Dataset):
         name = os.path.basename(self.paths[shard])
         return f"{name}:{key}" + (f".{suffix}" if suffix else "")
 
-    def _bytes(self, buffer, shard: int, key: str, suffix: str, span, stats: dict) -> memoryview:
+    def _bytes(self, buffer, shard: int, key: str, suffix: str, span, stats: BatchStats) -> memoryview:
         offset, size = int(span[0]), int(span[1])
         if offset + size > len(buffer):
             raise ShardError(f"shard is truncated: member ends at byte {offset + size}, the "
                              f"file has {len(buffer)}", source=self._where(shard, key, suffix))
-        stats["bytes"] += size
+        stats.bytes += size
         return memoryview(buffer)[offset:offset + size]
 
     def _check_safe(self, shard: int, key: str, members: dict) -> None:
-        suffix = _unsafe_member(members)
+        suffix = unsafe_member(members)
         if suffix is not None:
             raise UnsafeShardError(f"member .{suffix} would need unpickling; the sample "
                                    "is refused", source=self._where(shard, key))
 
-    def _read_sample(self, index: int, epoch: int, stats: dict | None = None) -> dict:
+    def _read_sample(self, index: int, epoch: int, stats: BatchStats | None = None) -> dict:
         """One sample as a dict of tensors (raises CvloadError subclasses)."""
-        stats = self._new_stats() if stats is None else stats
+        stats = BatchStats() if stats is None else stats
         shard, local = self.locate(index)
         key, members = self._members(shard, local)
         self._check_safe(shard, key, members)
@@ -468,7 +256,7 @@ class ShardDataset(torch.utils.data.Dataset):
             if suffix == "json" and not self.metadata and self.decode is None:
                 continue
             raw[suffix] = self._bytes(buffer, shard, key, suffix, span, stats)
-        stats["read"] += time.perf_counter() - started
+        stats.read += time.perf_counter() - started
         started = time.perf_counter()
         try:
             sample.update(self._decode(raw, shard, key, index, epoch))
@@ -477,7 +265,7 @@ class ShardDataset(torch.utils.data.Dataset):
         except (ValueError, KeyError, OSError, TypeError) as err:
             raise ShardError(f"sample cannot be decoded: {type(err).__name__}: {err}",
                              source=self._where(shard, key)) from err
-        stats["decode"] += time.perf_counter() - started
+        stats.decode += time.perf_counter() - started
         return sample
 
     def _decode(self, raw: dict, shard: int, key: str, index: int, epoch: int) -> dict:
@@ -493,7 +281,7 @@ class ShardDataset(torch.utils.data.Dataset):
                 if self.metadata or self.decode == "raw":
                     out["json"] = json.loads(bytes(data))
             elif suffix.endswith("npy"):
-                array = np.array(_npy_array(data, 0, len(data), where))  # own copy
+                array = np.array(npy_array(data, 0, len(data), where))  # own copy
                 name = suffix[:-4] or "npy"
                 if name == "rgb" and array.ndim == 4 and self.decode != "raw":
                     array = np.ascontiguousarray(np.moveaxis(array, -1, 1))
@@ -503,8 +291,8 @@ class ShardDataset(torch.utils.data.Dataset):
                 member.name = where
                 rng = np.random.default_rng([self.seed, epoch, index])
                 out.update(self.clip_decoder(member, rng=rng))
-            elif _JPG.match(suffix) and self.decode != "raw":
-                frames.append((int(_JPG.match(suffix).group(1)), suffix))
+            elif IMAGE_MEMBER.match(suffix) and self.decode != "raw":
+                frames.append((int(IMAGE_MEMBER.match(suffix).group(1)), suffix))
             else:
                 out[suffix] = bytes(data)
         if frames:
@@ -540,10 +328,6 @@ class ShardDataset(torch.utils.data.Dataset):
 
     # -- batches -------------------------------------------------------------------------
 
-    @staticmethod
-    def _new_stats() -> dict:
-        return {"read": 0.0, "decode": 0.0, "bytes": 0, "samples": 0, "skipped": Counter(),
-                "substituted": 0, "cuda_in_worker": False}
 
     def _fast_codes(self, request: BatchRequest) -> bool:
         return (request.stacked and self.format == "codes" and self.decode is None
@@ -559,13 +343,13 @@ class ShardDataset(torch.utils.data.Dataset):
         """Read a batch. Failed samples follow ``request.handler``: they are counted and
         left out; when every sample of a batch failed, the next readable samples (in id
         order) stand in, so every rank still yields the same number of batches."""
-        stats = self._new_stats()
+        stats = BatchStats()
         counter = self._counter(request)
         if self._fast_codes(request):
             started = time.perf_counter()
-            rows = self._codes_rows(np.asarray(request, np.int64))
-            batch = self._codes_assemble(rows, 0, len(request), counter, stats)
-            stats["read"] += time.perf_counter() - started
+            rows = codes_rows(self, np.asarray(request, np.int64))
+            batch = codes_assemble(self, rows, 0, len(request), counter, stats)
+            stats.read += time.perf_counter() - started
             return self._finish(request, batch, None, counter, stats)
         samples = self._samples(list(request), request.epoch, counter, stats)
         return self._finish(request, None, samples, counter, stats)
@@ -578,14 +362,14 @@ class ShardDataset(torch.utils.data.Dataset):
         if len(requests) == 1 or not all(self._fast_codes(r) for r in requests):
             return [self._fetch_or_error(r) for r in requests]
         started = time.perf_counter()
-        rows = self._codes_rows(np.asarray([i for r in requests for i in r], np.int64))
+        rows = codes_rows(self, np.asarray([i for r in requests for i in r], np.int64))
         share = (time.perf_counter() - started) / len(requests)
         results, at = [], 0
         for request in requests:
-            stats, counter = self._new_stats(), self._counter(request)
-            stats["read"] = share
+            stats, counter = BatchStats(), self._counter(request)
+            stats.read = share
             try:
-                batch = self._codes_assemble(rows, at, at + len(request), counter, stats)
+                batch = codes_assemble(self, rows, at, at + len(request), counter, stats)
                 results.append(self._finish(request, batch, None, counter, stats))
             except CvloadError as err:
                 results.append(err)
@@ -599,23 +383,23 @@ class ShardDataset(torch.utils.data.Dataset):
             return err
 
     def _finish(self, request: BatchRequest, batch, samples, counter: SkipCounter,
-                stats: dict) -> Fetched:
+                stats: BatchStats) -> Fetched:
         got = len(batch["__key__"]) if batch is not None else len(samples)
         if got == 0 and len(request) and counter.total:
             samples = self._substitutes(request, stats)
-            stats["substituted"] = len(samples)
+            stats.substituted = len(samples)
             batch = None
         if batch is None and request.stacked:
             batch = collate_samples(samples)
-        stats["skipped"] = counter.counts
-        stats["skip_examples"] = counter.examples
-        stats["samples"] = got or stats["substituted"]
-        stats["cuda_in_worker"] = bool(torch.utils.data.get_worker_info() is not None
+        stats.skipped = counter.counts
+        stats.skip_examples = counter.examples
+        stats.samples = got or stats.substituted
+        stats.cuda_in_worker = bool(torch.utils.data.get_worker_info() is not None
                                        and torch.cuda.is_initialized())
         return Fetched(request.seq, batch if request.stacked else samples, stats, request.stacked)
 
     def _samples(self, ids: list[int], epoch: int, counter: SkipCounter,
-                 stats: dict | None = None) -> list[dict]:
+                 stats: BatchStats | None = None) -> list[dict]:
         samples = []
         for index in ids:
             try:
@@ -624,7 +408,7 @@ class ShardDataset(torch.utils.data.Dataset):
                 counter.handle(err)
         return samples
 
-    def _substitutes(self, request: BatchRequest, stats: dict) -> list[dict]:
+    def _substitutes(self, request: BatchRequest, stats: BatchStats) -> list[dict]:
         total = len(self)
         start = max(request) + 1
         quiet = SkipCounter("skip")
@@ -635,164 +419,3 @@ class ShardDataset(torch.utils.data.Dataset):
         raise ShardError(f"every sample of batch {request.seq} failed and no readable sample "
                          "was found to stand in for them", source=self.paths[0] if self.paths
                          else None, hint="check the shards with `cvload inspect --verify`")
-
-    def _codes_tables(self) -> "_CodesTables":
-        """Where every sample's ``codes.npy`` starts and how long it is, its label (the
-        ``cls`` members, read once) and whether it must take the checked path (unsafe
-        members, no codes, past the end of the file), over all shards. Built once per
-        process, under a lock, before the first batch is copied; read-only afterwards,
-        so reader threads can copy without the GIL while others look things up. The
-        mapped shards stay referenced here, so the addresses the kernel reads stay valid."""
-        tables = self._tables.get("codes")
-        if tables is not None:
-            return tables
-        with self._lock:
-            tables = self._tables.get("codes")
-            if tables is None:
-                tables = self._build_codes_tables()
-                self._tables["codes"] = tables
-        return tables
-
-    def _build_codes_tables(self) -> "_CodesTables":
-        total = len(self)
-        starts = np.full(total, -1, np.int64)
-        sizes = np.zeros(total, np.int64)
-        labels = np.zeros(total, np.int64)
-        labelled = np.zeros(total, bool)
-        bad = np.ones(total, bool)
-        empty = np.zeros(0, np.uint8)
-        buffers = []
-        _raise_open_files_limit(len(self.paths))
-        for shard in range(len(self.paths)):
-            try:
-                buffer = self._map(shard)
-            except CvloadError:  # missing: its samples stay "bad", the checked path raises
-                buffers.append(empty)
-                continue
-            buffers.append(np.frombuffer(buffer, np.uint8) if len(buffer) else empty)
-            first = int(self._starts[shard])
-            entry = self.entries[shard]
-            for local, key in enumerate(entry["keys"]):
-                members = entry["members"][key]
-                span = members.get("codes.npy")
-                g = first + local
-                if span is None or _unsafe_member(members) is not None:
-                    continue
-                starts[g], sizes[g] = int(span[0]), int(span[1])
-                broken = int(span[0]) + int(span[1]) > len(buffer)
-                cls = members.get("cls")
-                if cls is not None:
-                    lo, hi = int(cls[0]), int(cls[0]) + int(cls[1])
-                    try:
-                        labels[g] = int(bytes(buffer[lo:hi])) if hi <= len(buffer) else 0
-                        labelled[g] = True
-                        broken |= hi > len(buffer)
-                    except ValueError:
-                        broken = True
-                bad[g] = broken
-        addresses = np.array([b.ctypes.data for b in buffers], np.int64)
-        lengths = np.array([len(b) for b in buffers], np.int64)
-        keys = [k for e in self.entries for k in e["keys"]]
-        return _CodesTables(starts, sizes, labels, labelled, bad, buffers, addresses, lengths,
-                            keys)
-
-    def _codes_template(self, tables, ids_array, shard_of, eligible) -> tuple | None:
-        """``(size, header, shape, dtype)`` of the batch's first eligible sample, its
-        ``.npy`` header parsed without pickle; None when none parses."""
-        for row in np.flatnonzero(eligible)[:4].tolist():
-            g, shard = int(ids_array[row]), int(shard_of[row])
-            where = self._where(shard, tables.keys[g], "codes.npy")
-            start, size = int(tables.starts[g]), int(tables.sizes[g])
-            try:
-                array = _npy_array(tables.buffers[shard], start, size, where)
-            except CvloadError:
-                continue
-            payload = array.size * array.dtype.itemsize
-            header = np.array(tables.buffers[shard][start:start + size - payload])
-            return size, header, array.shape, array.dtype
-        return None
-
-    def _codes_rows(self, ids_array: np.ndarray) -> "_CodesRows":
-        """Fast path: same-shaped code arrays copied straight from the memory-mapped
-        shards into one preallocated array by one numba kernel call (no GIL held). The
-        ``.npy`` header of one sample is parsed (never unpickled) and kept as the
-        template while batches match it; every sample's header must equal it byte for
-        byte. Rows that fail are left for the checked path (see _codes_assemble)."""
-        total = len(ids_array)
-        if total and (ids_array.min() < 0 or ids_array.max() >= len(self)):
-            raise IndexError(f"sample ids out of range for {len(self)} samples")
-        shard_of = np.searchsorted(self._starts, ids_array, side="right") - 1
-        tables = self._codes_tables()
-        eligible = ~tables.bad[ids_array]
-        sizes = tables.sizes[ids_array]
-        ok = np.zeros(total, bool)
-        out = None
-        template = self._tables.get("template")
-        for attempt in range(2):
-            if template is None or attempt:
-                template = self._codes_template(tables, ids_array, shard_of, eligible)
-                if template is None:
-                    break
-                self._tables["template"] = template
-            size, header, shape, dtype = template
-            fast = eligible & (sizes == size)
-            out = np.empty((total,) + shape, dtype)
-            flat = out.reshape(total, -1).view(np.uint8)
-            rows = np.flatnonzero(fast)
-            got = np.zeros(len(rows), bool)
-            gather_spans(tables.addresses, tables.lengths, shard_of[rows],
-                         tables.starts[ids_array[rows]], header, flat, rows, got)
-            ok[rows[got]] = True
-            if ok.any() or not eligible.any():
-                break  # else the shape changed since the template: take this batch's
-        return _CodesRows(ids_array, shard_of, sizes, ok, out, tables)
-
-    def _codes_assemble(self, rows: "_CodesRows", lo: int, hi: int, counter: SkipCounter,
-                        stats: dict) -> dict:
-        """The batch of rows ``lo:hi``; failed rows go through the checked per-sample path,
-        which raises (or counts) the precise reason."""
-        ids_array, sizes, ok, out = (rows.ids[lo:hi], rows.sizes[lo:hi], rows.ok[lo:hi],
-                                     None if rows.out is None else rows.out[lo:hi])
-        if not ok.all():
-            for row in np.flatnonzero(~ok).tolist():
-                index = int(ids_array[row])
-                try:
-                    sample = self._read_sample(index, 0, self._new_stats())
-                    raise ShardError(
-                        f"codes {tuple(sample['codes'].shape) if 'codes' in sample else 'missing'}"
-                        f" do not match the batch's {None if out is None else out.shape[1:]}",
-                        source=self._where(int(rows.shard_of[lo + row]), sample["__key__"]))
-                except CvloadError as err:
-                    counter.handle(err)
-            if out is None or not ok.any():
-                return {"__key__": []}
-            out, ids_array, sizes = out[ok], ids_array[ok], sizes[ok]
-        stats["bytes"] += int(sizes.sum())
-        tables = rows.tables
-        keys = tables.keys
-        batch = {"codes": torch.from_numpy(out), "__key__": [keys[i] for i in ids_array.tolist()],
-                 "__index__": torch.from_numpy(ids_array)}
-        if tables.labelled[ids_array].any():
-            batch["label"] = torch.from_numpy(tables.labels[ids_array])
-        return batch
-
-
-class _CodesRows(NamedTuple):
-    ids: np.ndarray
-    shard_of: np.ndarray
-    sizes: np.ndarray
-    ok: np.ndarray
-    out: np.ndarray | None
-    tables: "_CodesTables"
-
-
-class _CodesTables(NamedTuple):
-    starts: np.ndarray
-    sizes: np.ndarray
-    labels: np.ndarray
-    labelled: np.ndarray
-    bad: np.ndarray
-    buffers: list  # the mapped shards: they stay alive while their addresses are used
-    addresses: np.ndarray
-    lengths: np.ndarray
-    keys: list
