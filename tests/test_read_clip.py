@@ -6,6 +6,7 @@ import pytest
 
 import cvload
 import cvload_ext
+from tests.mc_reference import assert_p_residuals_exact, reference_prediction
 from cvload.errors import CorruptVideoError, InvalidArgumentError, NoMotionVectorsError
 from cvload.synthetic import translating_frames
 from cvload.video import read_frames
@@ -80,57 +81,6 @@ def test_motion_compensation_subpel_and_bipred_arithmetic():
     assert set(np.unique(out[0:16, 0:16])) == {51}  # (50 + 51 + 1) >> 1
 
 
-def _pyav_frames_and_vectors(path):
-    """Every frame (RGB), its type and its exported vectors, in presentation order, by
-    plain single-threaded PyAV."""
-    import av
-
-    columns = ("source", "w", "h", "src_x", "src_y", "dst_x", "dst_y", "motion_x", "motion_y",
-               "motion_scale")
-    rows = []
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.codec_context.options = {"flags2": "+export_mvs"}
-        for frame in container.decode(stream):
-            side = frame.side_data.get("MOTION_VECTORS")
-            records = side.to_ndarray() if side is not None else None
-            vectors = np.zeros((0, 10), np.int32) if records is None else np.stack(
-                [records[c].astype(np.int32) for c in columns], axis=1)
-            kind = {1: "I", 2: "P", 3: "B"}.get(int(frame.pict_type), "?")
-            rows.append((frame.pts, frame.to_ndarray(format="rgb24"), kind, vectors))
-    rows.sort(key=lambda r: r[0])
-    return [r[1] for r in rows], "".join(r[2] for r in rows), [r[3] for r in rows]
-
-
-def _reference_prediction(ref0, ref1, vectors):
-    """Block motion compensation by its definition, pixel by pixel (numpy)."""
-    height, width, _ = ref0.shape
-    out = ref0.astype(np.int64)
-    covered = np.zeros((height, width), np.int64)
-    for source, w, h, _, _, x, y, mx, my, scale in vectors.tolist():
-        if scale <= 0:
-            continue
-        ref = (ref0 if source < 0 else ref1).astype(np.int64)
-        ix, iy = mx // scale, my // scale
-        fx, fy = mx - ix * scale, my - iy * scale
-        x0, y0 = max(0, x - w // 2), max(0, y - h // 2)
-        x1, y1 = min(width, x - w // 2 + w), min(height, y - h // 2 + h)
-        if x0 >= x1 or y0 >= y1:
-            continue
-        ya = np.clip(np.arange(y0, y1) + iy, 0, height - 1)[:, None]
-        yb = np.clip(np.arange(y0, y1) + iy + 1, 0, height - 1)[:, None]
-        xa = np.clip(np.arange(x0, x1) + ix, 0, width - 1)[None, :]
-        xb = np.clip(np.arange(x0, x1) + ix + 1, 0, width - 1)[None, :]
-        den = scale * scale
-        value = ((scale - fx) * (scale - fy) * ref[ya, xa] + fx * (scale - fy) * ref[ya, xb]
-                 + (scale - fx) * fy * ref[yb, xa] + fx * fy * ref[yb, xb] + den // 2) // den
-        if covered[y0, x0]:
-            value = (out[y0:y1, x0:x1] + value + 1) >> 1
-        out[y0:y1, x0:x1] = value
-        covered[y0:y1, x0:x1] += 1
-    return out.astype(np.uint8)
-
-
 @pytest.mark.parametrize("aligned", [True, False])
 @pytest.mark.parametrize("scales", [(4,), (2,), (1, 2, 3, 4)])
 def test_motion_compensation_kernel_equals_definition(aligned, scales):
@@ -154,7 +104,7 @@ def test_motion_compensation_kernel_equals_definition(aligned, scales):
     vectors = np.concatenate([vectors, vectors[::3] * [-1, 1, 1, 1, 1, 1, 1, 1, 1, 1]])  # bi-pred
     out = np.empty_like(ref0)
     cvload_ext.motion_compensate(ref0, ref1, vectors, np.empty((height, width), np.uint8), out)
-    np.testing.assert_array_equal(out, _reference_prediction(ref0, ref1, vectors))
+    np.testing.assert_array_equal(out, reference_prediction(ref0, ref1, vectors))
 
 
 @pytest.mark.parametrize("bframes", [0, 2])
@@ -165,19 +115,8 @@ def test_residuals_reconstruct_exactly_and_beat_frame_differences(video_factory,
     full = _all_rgb(v.path).astype(np.int16)
     # independently of cvload: plain PyAV frames and vectors, and block motion compensation
     # by its definition; every P-frame's residual is its frame minus that prediction
-    frames, kinds, vectors = _pyav_frames_and_vectors(v.path)
-    checked = 0
-    for k, index in enumerate(clip.indices.tolist()):
-        if kinds[index] != "P":
-            continue
-        reference = max(i for i in range(index) if kinds[i] in "IP")
-        prediction = _reference_prediction(frames[reference], frames[reference],
-                                           vectors[index])
-        np.testing.assert_array_equal(clip.rgb[k], frames[index])
-        np.testing.assert_array_equal(clip.residual[k],
-                                      frames[index].astype(np.int16) - prediction)
-        checked += 1
-    assert checked >= (11 if bframes == 0 else 3), (checked, kinds)
+    checked = assert_p_residuals_exact(v.path, clip)
+    assert checked >= (11 if bframes == 0 else 3), checked
     mc = np.abs(clip.residual).mean(axis=(1, 2, 3))
     naive = np.abs(full[1:13] - full[0:12]).mean(axis=(1, 2, 3))
     assert np.all(mc < 0.6 * naive), (mc, naive)
@@ -323,8 +262,7 @@ def test_frames_with_padded_rows(video_factory):
     with av.open(v.path) as container:
         pyav = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     np.testing.assert_array_equal(clip.rgb, np.stack(pyav[2:10]))
-    prediction = clip.rgb.astype(np.int16) - clip.residual
-    assert prediction.min() >= 0 and prediction.max() <= 255 and clip.residual.any()
+    assert assert_p_residuals_exact(v.path, clip) >= 2 and clip.residual.any()
     assert clip.mv.shape == (8, 25, 43, 4) and clip.iframe.shape == (1, 98, 170, 3)
     accumulated = cvload.read_clip(v.path, start=2, num_frames=8, accumulate=True)
     assert accumulated.residual.shape == (8, 98, 170, 3)
