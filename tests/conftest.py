@@ -1,7 +1,9 @@
 """Shared fixtures and markers.
 
-Markers: ``slow`` (skipped unless ``--runslow``), ``needs_cuda`` (skipped without a GPU),
-``needs_shared`` (documentation; the registry itself skips when ../shared is absent).
+Markers: ``slow`` (long tests; they run by default, as in CI; skip them locally with
+``make test PYTEST_ARGS='-m "not slow"'``), ``needs_cuda`` (skipped without a GPU),
+``needs_shared`` (skipped, with the reason, when ../shared/videos is absent, as in a fresh
+clone; CI has it).
 """
 
 from __future__ import annotations
@@ -12,21 +14,19 @@ import numpy as np
 import pytest
 
 
-def pytest_addoption(parser):
-    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
-
-
 def pytest_collection_modifyitems(config, items):
     import torch
 
-    skip_slow = pytest.mark.skip(reason="slow test: run with --runslow")
+    from tests import shared_videos as sv
+
     skip_cuda = pytest.mark.skip(reason="needs a CUDA device; none is available here")
-    has_cuda = torch.cuda.is_available()
+    skip_shared = pytest.mark.skip(reason=sv.SKIP_REASON)
+    has_cuda, has_shared = torch.cuda.is_available(), sv.available()
     for item in items:
-        if "slow" in item.keywords and not config.getoption("--runslow"):
-            item.add_marker(skip_slow)
         if "needs_cuda" in item.keywords and not has_cuda:
             item.add_marker(skip_cuda)
+        if "needs_shared" in item.keywords and not has_shared:
+            item.add_marker(skip_shared)
 
 
 @pytest.fixture(autouse=True)

@@ -292,6 +292,8 @@ def test_cli_train_and_eval(tmp_path, training_videos, capsys):
     assert main(["eval-codec", str(tmp_path / "missing.pt"), training_videos[0]]) == 1
 
 
+@pytest.mark.slow
+@pytest.mark.needs_shared
 def test_loss_decreases_on_real_video(tmp_path):
     """A tiny codec learns on real footage (../shared/videos), not only on synthetic clips."""
     from cvload.codec import train

@@ -85,6 +85,7 @@ def test_random_sampling_is_seeded_per_epoch(videos):
     assert len(set(epochs)) > 1  # positions move between epochs
 
 
+@pytest.mark.needs_shared
 def test_handler_skip_counts_bad_videos(videos):
     bad = [sv.get("decord/corrupted.mp4").path, sv.get("libwebm/fixed_lacing_bad_lace_size.mkv").path]
     paths = [videos[0].path, bad[0], bad[1], videos[1].path]

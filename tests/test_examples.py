@@ -9,6 +9,7 @@ import pytest
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.py"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
 def test_example_runs_quick(script):
     out = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True,

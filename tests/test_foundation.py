@@ -62,6 +62,7 @@ def test_doctor_reports_motion_vector_export_truthfully(capsys):
         assert needle in text
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path, capsys):
     from cvload._demo import run
 

@@ -335,6 +335,7 @@ def test_end_of_epoch_state_moves_to_the_next_epoch(codes_dir):
     assert flat(ids_of(resumed)) == resumed.dataset.order(1).tolist()
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_gloo(codes_dir, tmp_path):
     directory, total = codes_dir
     script = os.path.join(HERE, "dist_loader_check.py")
@@ -490,6 +491,7 @@ def _rss_mb(pid):
     return 0.0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc (Linux only)")
 @pytest.mark.parametrize("worker_type", ["process", "thread", "inline"])
 def test_memory_stays_flat_over_many_epochs_with_persistent_workers(tmp_path, worker_type):

@@ -11,6 +11,7 @@ GOLDEN = ["mv_extractor/vid_h264.mp4", "mv_extractor/vid_mpeg4_part2.mp4",
           "mv_extractor/vid_h264.264"]
 
 
+@pytest.mark.needs_shared
 @pytest.mark.parametrize("name", GOLDEN)
 def test_vectors_equal_reference_for_every_frame(name):
     entry = sv.get(name)
@@ -28,6 +29,7 @@ def test_vectors_equal_reference_for_every_frame(name):
                                       err_msg=f"{name} frame {i}")
 
 
+@pytest.mark.needs_shared
 @pytest.mark.parametrize("threads", [1, 2, 4])
 def test_b_frame_vectors_identical_whatever_the_threads(threads):
     entry = sv.get("mv_extractor/vid_h264.264")
@@ -49,6 +51,7 @@ def test_sources_path_bytes_and_file_object_agree(video_factory):
         np.testing.assert_array_equal(a, c)
 
 
+@pytest.mark.needs_shared
 def test_stream_selection_default_is_best_not_index_0():
     entry = sv.get("torchcodec/nasa_13013.mp4")
     assert cvload.probe(entry.path).stream_index == 3  # 480x270, FFmpeg's best
@@ -60,17 +63,20 @@ def test_stream_selection_default_is_best_not_index_0():
 
 @pytest.mark.parametrize("name", ["libvpl/cars_320x240.h265", "torchcodec/av1_video.mkv",
                                   "libwebm/bbb_480p_vp9_opus_1second.webm"])
+@pytest.mark.needs_shared
 def test_codecs_without_vectors_raise_with_way_out(name):
     with pytest.raises(NoMotionVectorsError, match="mv_source='estimate'"):
         next(iter(cvload.iter_motion_vectors(sv.get(name).path)))
 
 
+@pytest.mark.needs_shared
 def test_corrupt_file_names_frame_reached():
     with pytest.raises(CorruptVideoError) as info:
         list(cvload.iter_motion_vectors(sv.get("decord/corrupted.mp4").path))
     assert info.value.frame == 28 and "corrupted.mp4" in str(info.value)
 
 
+@pytest.mark.needs_shared
 def test_fuzzed_vp9_fails_on_first_packet():
     with pytest.raises(CorruptVideoError) as info:
         cvload.read_clip(sv.get("libwebm/invalid_vp9_bitstream-bug_1417.webm").path, start=0,
@@ -78,6 +84,7 @@ def test_fuzzed_vp9_fails_on_first_packet():
     assert info.value.frame == 0
 
 
+@pytest.mark.needs_shared
 def test_zero_frame_file_without_ffmpeg_error_raises():
     path = sv.get("libwebm/fixed_lacing_bad_lace_size.mkv").path
     with pytest.raises(EmptyVideoError, match="fixed_lacing"):
@@ -181,6 +188,7 @@ def test_decoded_frames_are_freed_as_soon_as_their_vectors_are_read(video_factor
     assert after == 0, f"{after} decoded frames left behind by read_clip"
 
 
+@pytest.mark.needs_shared
 def test_record_kernel_equals_pyav_structured_records(monkeypatch):
     """The compiled-in AVMotionVector layout against PyAV's own description of it."""
     from cvload.video import _decode

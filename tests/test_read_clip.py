@@ -44,6 +44,7 @@ def test_only_requested_streams_and_documented_shapes(video_factory):
     np.testing.assert_array_equal(mv_only.mv, clip.mv)  # loop filter skip changes no vector
 
 
+@pytest.mark.needs_shared
 def test_decodes_no_further_than_needed():
     path = sv.get("decord/corrupted.mp4").path  # decoding fails after 28 good frames
     clip = cvload.read_clip(path, start=0, num_frames=10)
@@ -162,6 +163,7 @@ def test_estimated_motion_searches_at_least_16_pixels():
     assert np.all(inner[:, 7] == -15) and np.all(inner[:, 8] == 14)
 
 
+@pytest.mark.needs_shared
 def test_estimate_on_hevc_agrees_with_its_h264_twin():
     """cars_320x240.h265 exports no vectors; estimates match what the H.264 twin exports."""
     h264 = cvload.read_clip(sv.get("libvpl/cars_320x240.h264").path, start=0, num_frames=30,

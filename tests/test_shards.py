@@ -154,6 +154,7 @@ def test_shard_range_splits_the_work(videos, tmp_path):
     assert not (tmp_path / "r" / ".staging").exists()
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_finishes_identically(tmp_path):
     from cvload.synthetic import write_video
 
@@ -180,6 +181,7 @@ def test_sigkill_then_rerun_finishes_identically(tmp_path):
     assert (out / "index.json").read_text() == (reference / "index.json").read_text()
 
 
+@pytest.mark.needs_shared
 def test_failures_are_listed_under_skip_and_fatal_under_fail(videos, tmp_path):
     root, good = videos
     broken = [str(sv.get("decord/corrupted.mp4").path),
@@ -253,6 +255,7 @@ def test_cli_pack_and_inspect(videos, tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "c"), "--verify"]) == 1
 
 
+@pytest.mark.slow
 def test_ray_engine_writes_the_same_shards_as_local(videos, tmp_path):
     """Ray Data on a local 2-CPU cluster produces byte-identical shards and index."""
     ray = pytest.importorskip("ray", reason="Ray Data is installed by `make test`; absent here")
@@ -271,6 +274,7 @@ def test_ray_engine_writes_the_same_shards_as_local(videos, tmp_path):
         (tmp_path / "local" / "index.json").read_text()
 
 
+@pytest.mark.needs_shared
 def test_video_format_on_every_real_codec(tmp_path):
     """GOP-aligned remux works for H.264, MPEG-4, HEVC, VP9 and AV1 (libdav1d) sources;
     broken files are listed, and nothing crashes."""
@@ -319,6 +323,8 @@ def test_full_disk_gives_a_clear_error_and_leaves_nothing_partial(videos, tmp_pa
                 shard_samples=4, progress=False)  # the rerun resumes and publishes
     assert done.skipped_shards == 1 and done.index is not None
 
+@pytest.mark.slow
+@pytest.mark.needs_shared
 @pytest.mark.parametrize("workers", [1, 2])
 def test_failing_clips_never_leave_holes_or_empty_shards(tmp_path, workers):
     """Videos whose clips fail (one damaged past frame 28, one with no frames, one not a

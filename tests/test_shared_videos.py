@@ -6,6 +6,8 @@ import cvload
 from tests import shared_videos as sv
 from tests.mc_reference import assert_p_residuals_exact
 
+pytestmark = pytest.mark.needs_shared
+
 ALL = sv.names()
 VIDEOS = [n for n in ALL if "reference_motion_vectors_for" not in sv._load()[n].facts] if ALL else []
 
