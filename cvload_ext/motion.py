@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cvload_ext import jit
+from cvload_ext._jit import jit
 from cvload_ext.spans import bytes_at
 
 SOURCE, W, H, SRC_X, SRC_Y, DST_X, DST_Y, MOTION_X, MOTION_Y, MOTION_SCALE = range(10)

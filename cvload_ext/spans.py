@@ -12,7 +12,7 @@ import ctypes
 
 import numpy as np
 
-from cvload_ext import JIT_ENABLED, jit
+from cvload_ext._jit import JIT_ENABLED, jit
 
 if JIT_ENABLED:
     import numba

@@ -10,7 +10,7 @@ import pytest
 import cvload
 from cvload.errors import NoMotionVectorsError
 from cvload.oddvideo import encode_simple
-from cvload.video import _decode
+from cvload.video import _motion
 from cvload.video._capabilities import EXPORTING_CODECS, NON_EXPORTING_CODECS
 
 # codec -> (encoder, container, pixel format); what this build can write
@@ -65,7 +65,7 @@ def test_unknown_codecs_are_decided_by_their_first_inter_frame(tmp_path, monkeyp
 
     path = _write(tmp_path, codec)
     info = dataclasses.replace(cvload.probe(path), exports_motion_vectors=None)
-    monkeypatch.setattr(_decode, "_LEARNED_EXPORTS", {})
+    monkeypatch.setattr(_motion, "_LEARNED_EXPORTS", {})
     if exports:
         clip = cvload.read_clip(path, start=0, num_frames=4, streams=("mv",), info=info,
                                 mv_source="bitstream")
@@ -77,4 +77,4 @@ def test_unknown_codecs_are_decided_by_their_first_inter_frame(tmp_path, monkeyp
         clip = cvload.read_clip(path, start=0, num_frames=4, streams=("mv",), info=info,
                                 mv_source="auto")
         assert clip.mv_estimated
-    assert _decode._LEARNED_EXPORTS == {info.codec: exports}
+    assert _motion._LEARNED_EXPORTS == {info.codec: exports}

@@ -191,11 +191,11 @@ def test_decoded_frames_are_freed_as_soon_as_their_vectors_are_read(video_factor
 @pytest.mark.needs_shared
 def test_record_kernel_equals_pyav_structured_records(monkeypatch):
     """The compiled-in AVMotionVector layout against PyAV's own description of it."""
-    from cvload.video import _decode
+    from cvload.video import _side_data
 
     path = sv.get("mv_extractor/vid_h264.264").path
     fast = [f.vectors for f in cvload.iter_motion_vectors(path)]
-    monkeypatch.setattr(_decode, "_PYAV_LAYOUT_MATCHES", False)  # PyAV's structured array
+    monkeypatch.setattr(_side_data, "_PYAV_LAYOUT_MATCHES", False)  # PyAV's structured array
     slow = [f.vectors for f in cvload.iter_motion_vectors(path)]
     assert len(fast) == len(slow) and sum(map(len, fast)) > 10000
     for a, b in zip(fast, slow):

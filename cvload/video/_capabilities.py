@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import av
 
+from cvload.video._side_data import motion_side_data
+
 __all__ = ["CodecSupport", "codec_support", "motion_vector_export", "EXPORTING_CODECS",
            "NON_EXPORTING_CODECS", "ZERO_BFRAME_VECTOR_CODECS"]
 
@@ -92,8 +94,6 @@ def _roundtrip(codec: str, decoder: str | None) -> tuple[str, bool]:
             if stream.codec_context.extradata:
                 ctx.extradata = stream.codec_context.extradata
         ctx.options = {"flags2": "+export_mvs"}
-        from cvload.video._decode import motion_side_data
-
         found = False
         for packet in container.demux(stream):
             for frame in ctx.decode(packet):
