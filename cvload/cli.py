@@ -103,7 +103,8 @@ def _cmd_pack(args: argparse.Namespace) -> int:
                   size=tuple(args.size) if args.size else None, labels=args.labels,
                   shard_samples=args.shard_samples, shard_bytes=args.shard_bytes,
                   workers=args.workers, engine=args.engine,
-                  on_error=args.on_error, device=args.device, shard_range=shard_range)
+                  handler=args.handler or "skip", on_error=args.on_error, device=args.device,
+                  shard_range=shard_range)
     print(f"videos {result.videos}, clips {result.clips}, shards {result.shards} "
           f"({result.skipped_shards} of {result.units} work units already done), {result.bytes} bytes, "
           f"{result.compression:.1f}x smaller than the source files, failures {result.failures}"
@@ -247,7 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--engine", default="local", choices=("local", "ray"),
                    help="ray: Ray Data tasks (a local cluster, or the one ray.init found)")
-    p.add_argument("--on-error", default="skip", choices=("skip", "fail"))
+    p.add_argument("--handler", default=None, choices=("raise", "warn", "skip"),
+                   help="a failing video or clip: skip it (listed in failures.jsonl; the "
+                        "default), skip it with a warning, or stop (raise)")
+    p.add_argument("--on-error", default=None, choices=("skip", "fail"),
+                   help="deprecated: --handler skip / --handler raise")
     p.add_argument("--device", default="auto")
     p.add_argument("--shard-range", default=None, help="a:b, only work units a <= i < b (of shard-samples clips each); the run "
                         "finishing the last unit assembles the shards")

@@ -4,6 +4,7 @@ import hashlib
 import io
 import json
 import os
+import warnings
 import signal
 import subprocess
 import sys
@@ -198,11 +199,20 @@ def test_failures_are_listed_under_skip_and_fatal_under_fail(videos, tmp_path):
     assert result.failures == len(lines) >= 3 and result.clips >= 3 + 3
     assert read_index(tmp_path / "s").num_samples == result.clips
 
-    with pytest.raises(CorruptVideoError):
-        pack(inputs, out=tmp_path / "f", format="rgb", size=16, clip_frames=8,
-             on_error="fail", progress=False)
-    assert not (tmp_path / "f" / "index.json").exists()
-    assert not [n for n in os.listdir(tmp_path / "f") if n.endswith(".partial")]
+    with pytest.warns(RuntimeWarning, match=f"{len(lines)} video"):
+        warned = pack(inputs, out=tmp_path / "w", format="rgb", size=16, clip_frames=8,
+                      handler="warn", progress=False)
+    assert warned.failures == result.failures and warned.clips == result.clips
+
+    for name, options in (("f", dict(handler="raise")), ("g", dict(on_error="fail"))):
+        with pytest.raises(CorruptVideoError), warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            pack(inputs, out=tmp_path / name, format="rgb", size=16, clip_frames=8,
+                 progress=False, **options)
+        # on_error is the deprecated name of handler
+        assert any(issubclass(w.category, DeprecationWarning) for w in seen) == ("on_error" in options)
+        assert not (tmp_path / name / "index.json").exists()
+        assert not [n for n in os.listdir(tmp_path / name) if n.endswith(".partial")]
 
 
 def test_codec_shape_mismatch_is_caught_before_writing(videos, tiny_codec, tmp_path):
