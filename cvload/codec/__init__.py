@@ -1,5 +1,14 @@
-"""The neural codec: quantisers, encoder/decoder, config, compression ratio, training,
-metrics and evaluation against JPEG and H.264 at the same bytes."""
+"""The neural codec: clip -> small integer codes -> clip.
+
+``_config.CodecConfig`` defines architecture and code format; ``_quantizers`` holds FSQ and
+EMA vector quantisation; ``_model.VideoCodec`` is the refined linear transform (PCA
+initialised, residual refinement at the code grid) with encode / decode / embed, files and
+compression ratios; ``_data`` decodes training videos once into a ``FramePool`` and draws
+random resized crops (and the temporal hold-out for validation); ``_train`` trains (time
+budgets, checkpoints, resume); ``_metrics`` and ``_eval`` measure it against JPEG, H.264,
+the equal-bytes thumbnail and block means. ``cvload pack --format codes`` calls
+``encode``; models call ``embed`` on the device.
+"""
 
 from cvload.codec._config import CodecConfig
 from cvload.codec._eval import evaluate, format_report

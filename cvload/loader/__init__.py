@@ -18,7 +18,14 @@ itself:
   (``__getitems__``) straight out of memory-mapped shards;
 - the state records which samples of the epoch were consumed *globally* (all ranks step
   in lockstep), so a resume yields exactly the rest, in the same order, whatever the new
-  ``num_workers`` or world size."""
+  ``num_workers`` or world size.
+
+Where each concern lives: ``_plan`` (the rank split, batch requests of
+:mod:`cvload.batching` and resume skipping), ``_workers`` (worker processes, reader threads
+or inline reads), ``_iterator`` (order, counts and the device stage one batch ahead),
+``_device`` (tensor moves), ``_stats`` (:class:`LoaderStats`); this module holds the
+``DataLoader`` itself: arguments, epochs and ``state_dict``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,15 @@
-"""Everything that touches PyAV: sources, probing, decoding, samplers, dataset layouts."""
+"""Everything that touches PyAV: sources, probing, decoding, samplers, dataset layouts.
+
+Data flow: a file (path, bytes or file object: ``_source``) is probed once (``_probe``:
+stream, frame count and order, keyframes, via ``_index`` and ``_order``; whether its
+decoder exports motion vectors comes from ``_capabilities``' table of FFmpeg decoders and is
+confirmed by the stream's first inter frame in ``_motion``). ``read_clip`` / ``read_frames``
+(``_decode``) decide which frames a clip needs and decode them once from the nearest
+keyframe; ``_side_data`` unpacks their AVMotionVector records; ``_predict`` assembles RGB,
+motion fields, residuals and I-frames (``_clip.CompressedClip``). ``_dataset`` turns that
+into the research layouts (``rgb``, ``mvcgc``, ``imrnet``, ``coviar``) for a torch
+``Dataset``. Kernels live in ``cvload_ext``.
+"""
 
 from cvload.video._capabilities import CodecSupport, codec_support
 from cvload.video._clip import CompressedClip
