@@ -1,4 +1,4 @@
-"""``cvload.pack``: videos -> WebDataset tar shards (formats ``codes``, ``video``, ``rgb``).
+"""``cvload.shards.pack`` (``cvload pack``): videos -> WebDataset tar shards (formats ``codes``, ``video``, ``rgb``).
 
 The work is planned first (probe every video, cut clips, group the clips into work units
 in a fixed order). Each unit is independent: its samples go to ``.staging/unit-N.tar``,

@@ -38,7 +38,7 @@ def _as_file(source: Source):
         if os.path.isdir(path):
             raise InvalidArgumentError(
                 "is a directory, not a video file", source=path,
-                hint="pass the video files in it (or use cvload.pack, which searches folders)",
+                hint="pass the video files in it (or use `cvload pack` / cvload.shards.pack, which search folders)",
             )
         if os.path.getsize(path) == 0:
             raise CorruptVideoError("the file is empty (0 bytes)", source=path)
