@@ -20,8 +20,11 @@ itself:
   in lockstep), so a resume yields exactly the rest, in the same order, whatever the new
   ``num_workers`` or world size.
 
-Where each concern lives: ``_plan`` (the rank split, batch requests of
-:mod:`cvload.batching` and resume skipping), ``_workers`` (worker processes, reader threads
+Where each concern lives: ``_plan`` holds the two plans a loader delegates to, chosen once
+by the dataset's type: ``ShardPlan`` (order, rank split, batch requests of
+:mod:`cvload.batching`, consumed samples and their resume state) and ``PlainPlan`` (torch's
+samplers, a ``(seed, epoch)``-seeded shuffle, resume by skipping yielded batches), with the
+same methods, so the loader has no mode flags; ``_workers`` (worker processes, reader threads
 or inline reads), ``_iterator`` (order, counts and the device stage one batch ahead),
 ``_device`` (tensor moves), ``_stats`` (:class:`LoaderStats`); this module holds the
 ``DataLoader`` itself: arguments, epochs and ``state_dict``.
@@ -31,13 +34,12 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 import torch.utils.data as tud
 
 from cvload.errors import InvalidArgumentError, check_handler
 from cvload.loader._iterator import _Iterator
-from cvload.loader._plan import ShardBatchSampler, _positions_of, _SkipFirst, distributed_context
+from cvload.loader._plan import PlainPlan, ShardBatchSampler, ShardPlan, distributed_context
 from cvload.loader._stats import LoaderStats
 from cvload.loader._workers import _ShardCollate, _thread_batches, _worker_init
 from cvload.shards import ShardDataset
@@ -120,8 +122,8 @@ class DataLoader(tud.DataLoader):
         if worker_type not in ("auto", "process", "thread", "inline"):
             raise InvalidArgumentError(f"Invalid worker_type {worker_type!r}. Supported values "
                                        "are 'auto', 'process', 'thread' and 'inline'.")
-        self._shards = isinstance(dataset, ShardDataset)
-        default_seed = getattr(dataset, "seed", 0) if self._shards else 0
+        shards = isinstance(dataset, ShardDataset)
+        default_seed = getattr(dataset, "seed", 0) if shards else 0
         self._seed = int(default_seed if seed is None else seed)
         dataset_handler = getattr(getattr(dataset, "skipped", None), "handler", None)
         self._handler = check_handler(handler or dataset_handler or "raise")
@@ -143,64 +145,61 @@ class DataLoader(tud.DataLoader):
         self._resume: dict | None = None
         self._iterating = False
         self._yielded: set[int] = set()
-        self._consumed_before = np.zeros(0, np.int64)
-        self._resume_base = 0
         self.stats = LoaderStats()
         on_cuda = self._device is not None and self._device.type == "cuda"
         if on_cuda and not pin_memory:
             pin_memory = True  # copies overlap compute only from pinned memory
-        self._plain_generator = None
-        if self._shards:
-            if sampler is not None or batch_sampler is not None:
-                raise InvalidArgumentError(
-                    "A ShardDataset is split across ranks and workers by cvload.DataLoader "
-                    "itself: leave sampler and batch_sampler unset (use shuffle=, seed=).")
-            if batch_size is None or int(batch_size) < 1:
-                raise InvalidArgumentError(f"Invalid batch_size={batch_size!r}: must be >= 1 "
-                                           "with a ShardDataset.")
-            rank, world = distributed_context()
-            self.rank, self.world_size = rank, world
+        if shards:
             stacked = collate_fn is None
+            self._plan = ShardPlan(dataset, batch_size=batch_size, shuffle=shuffle,
+                                   sampler=sampler, batch_sampler=batch_sampler,
+                                   drop_last=drop_last, seed=self._seed, handler=self._handler,
+                                   stacked=stacked)
             copy_only = (dataset.format in ("codes", "rgb") and dataset.decode is None
                          and stacked and worker_init_fn is None)
             if worker_type == "auto":
                 worker_type = "process"
                 if copy_only:  # rgb copies are large and release the GIL: threads overlap
                     worker_type = "inline" if dataset.format == "codes" else "thread"
-            self.worker_type = worker_type
-            self._batch_sampler = ShardBatchSampler(
-                dataset, batch_size=batch_size, drop_last=drop_last,
-                shuffle=dataset.shuffle if shuffle is None else shuffle, seed=self._seed,
-                rank=rank, world_size=world, handler=self._handler, stacked=stacked)
-            super().__init__(
-                dataset, batch_sampler=self._batch_sampler, num_workers=num_workers,
-                collate_fn=_ShardCollate(collate_fn), pin_memory=pin_memory, timeout=timeout,
-                worker_init_fn=_worker_init(worker_init_fn),
-                multiprocessing_context=multiprocessing_context,
-                generator=generator, prefetch_factor=prefetch_factor,
-                persistent_workers=persistent_workers, pin_memory_device=pin_memory_device,
-                in_order=in_order)
-            # torch reports batch_size=None with a batch sampler; keep what the user asked
-            object.__setattr__(self, "batch_size", int(batch_size))
-            object.__setattr__(self, "drop_last", bool(drop_last))
+            torch_batching = dict(batch_sampler=self._plan.sampler,
+                                  collate_fn=_ShardCollate(collate_fn))
         else:
-            self.rank, self.world_size = 0, 1
             if worker_type in ("thread", "inline"):
                 raise InvalidArgumentError(f"worker_type={worker_type!r} needs a ShardDataset; "
                                            "other datasets are read by torch's worker processes")
-            self.worker_type = "process"
+            worker_type = "process"
             if (shuffle and sampler is None and batch_sampler is None and generator is None
                     and not isinstance(dataset, tud.IterableDataset)):
-                generator = self._plain_generator = torch.Generator()
-            super().__init__(
-                dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
-                batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate_fn,
-                pin_memory=pin_memory, drop_last=drop_last, timeout=timeout,
-                worker_init_fn=_worker_init(worker_init_fn),
-                multiprocessing_context=multiprocessing_context,
-                generator=generator, prefetch_factor=prefetch_factor,
-                persistent_workers=persistent_workers, pin_memory_device=pin_memory_device,
-                in_order=in_order)
+                generator = torch.Generator()  # seeded from (seed, epoch) by the plan
+                self._plan = PlainPlan(dataset, generator=generator)
+            else:
+                self._plan = PlainPlan(dataset, generator=None)
+            torch_batching = dict(batch_size=batch_size, shuffle=shuffle, sampler=sampler,
+                                  batch_sampler=batch_sampler, collate_fn=collate_fn,
+                                  drop_last=drop_last)
+        self.worker_type = worker_type
+        super().__init__(
+            dataset, num_workers=num_workers, pin_memory=pin_memory, timeout=timeout,
+            worker_init_fn=_worker_init(worker_init_fn),
+            multiprocessing_context=multiprocessing_context, generator=generator,
+            prefetch_factor=prefetch_factor, persistent_workers=persistent_workers,
+            pin_memory_device=pin_memory_device, in_order=in_order, **torch_batching)
+        if shards:  # torch reports batch_size=None with a batch sampler: keep the request
+            object.__setattr__(self, "batch_size", int(batch_size))
+            object.__setattr__(self, "drop_last", bool(drop_last))
+
+    @property
+    def rank(self) -> int:
+        return self._plan.rank
+
+    @property
+    def world_size(self) -> int:
+        return self._plan.world_size
+
+    @property
+    def _batch_sampler(self) -> ShardBatchSampler:
+        """The shard plan's batch sampler (the main-process readers iterate it)."""
+        return self._plan.sampler
 
     # -- epochs and state ------------------------------------------------------------------
 
@@ -215,18 +214,13 @@ class DataLoader(tud.DataLoader):
         if self._resume is not None and self._resume["epoch"] != epoch:
             self._resume = None
         self._epoch, self._epoch_set, self._completed_epoch = epoch, True, False
-        if hasattr(self.dataset, "set_epoch") and not self._shards:
-            self.dataset.set_epoch(epoch)
+        self._plan.set_epoch(epoch)
 
     @property
     def _index_sampler(self):
         sampler = super()._index_sampler
-        skip = self._pending_skip if not self._shards else 0
-        if skip:
-            return _SkipFirst(sampler, skip)
-        return sampler
-
-    _pending_skip = 0
+        plan = self.__dict__.get("_plan")  # torch reads this during its own __init__
+        return sampler if plan is None else plan.index_sampler(sampler)
 
     def state_dict(self) -> dict:
         """Where this pass stands: the epoch and the samples already yielded (globally,
@@ -235,30 +229,8 @@ class DataLoader(tud.DataLoader):
             return dict(self._resume)
         state = {"version": STATE_VERSION, "epoch": self._epoch, "seed": self._seed,
                  "completed": self._completed_epoch}
-        if self._shards:
-            sampler = self._batch_sampler
-            remaining = sampler.remaining()
-            taken = [remaining[_positions_of(s, sampler.batch_size, sampler.world_size,
-                                             len(remaining))] for s in sorted(self._yielded)]
-            consumed = np.concatenate([self._consumed_before, *taken]) if taken \
-                else self._consumed_before
-            if self._completed_epoch:
-                consumed = np.arange(len(self.dataset), dtype=np.int64)
-            order = sampler.order()
-            mask = np.isin(order, consumed)
-            prefix = int(np.argmin(mask)) if not mask.all() else len(order)
-            extra = np.setdiff1d(consumed, order[:prefix])
-            state.update(kind="shards", dataset=self.dataset.fingerprint,
-                         samples=len(self.dataset), world_size=self.world_size,
-                         batch_size=sampler.batch_size, shuffle=sampler.shuffle,
-                         consumed_prefix=prefix, consumed_extra=extra.tolist())
-        else:
-            if isinstance(self.dataset, tud.IterableDataset):
-                raise InvalidArgumentError(
-                    "state_dict() needs a map-style dataset or a ShardDataset; an "
-                    "IterableDataset cannot be positioned", hint="wrap the data in a ShardDataset")
-            yielded = self._resume_base + len(self._yielded)
-            state.update(kind="plain", batches_yielded=yielded, samples=len(self.dataset))
+        state.update(kind=self._plan.kind,
+                     **self._plan.state(self._yielded, self._completed_epoch))
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -270,14 +242,11 @@ class DataLoader(tud.DataLoader):
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             raise InvalidArgumentError("not a cvload.DataLoader state (or another version)",
                                        hint="pass what loader.state_dict() returned")
-        kind = "shards" if self._shards else "plain"
+        kind = self._plan.kind
         if state.get("kind") != kind:
             raise InvalidArgumentError(f"state was saved for a {state.get('kind')} dataset, "
                                        f"this loader reads a {kind} one")
-        if self._shards and state["dataset"] != self.dataset.fingerprint:
-            raise InvalidArgumentError(
-                "state was saved for another set of shards (fingerprint "
-                f"{state['dataset']}, this dataset {self.dataset.fingerprint})")
+        self._plan.check(state)
         if state.get("samples") != len(self.dataset):
             raise InvalidArgumentError(f"state was saved for {state.get('samples')} samples, "
                                        f"the dataset has {len(self.dataset)}")
@@ -289,25 +258,13 @@ class DataLoader(tud.DataLoader):
             self._epoch_set = False
             return
         self._resume = dict(state)
-        if self._shards:
-            self._batch_sampler.seed = self._seed
-            self._batch_sampler.shuffle = bool(state["shuffle"])
+        self._plan.load(state, self._seed)
 
     # -- iteration ---------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        if self._shards:
-            self._sync_ranks()
-            return len(self._batch_sampler)
-        return super().__len__()
-
-    def _sync_ranks(self) -> None:
-        """Follow torch.distributed when it was initialised after the loader was made
-        (RANK / WORLD_SIZE are read once, when the loader is made)."""
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            rank, world = distributed_context()
-            self.rank = self._batch_sampler.rank = rank
-            self.world_size = self._batch_sampler.world_size = world
+        batches = self._plan.batches()
+        return super().__len__() if batches is None else batches
 
     def __iter__(self):
         if self._completed_epoch and not self._epoch_set:
@@ -317,31 +274,11 @@ class DataLoader(tud.DataLoader):
         resume = self._resume if (self._resume and self._resume["epoch"] == self._epoch) else None
         self._resume = None
         self._yielded = set()
-        if self._shards:
-            self._sync_ranks()
-            sampler = self._batch_sampler
-            sampler.epoch = self._epoch
-            sampler.seed = self._seed
-            if resume is not None:
-                order = sampler.order()
-                consumed = np.concatenate([order[:resume["consumed_prefix"]],
-                                           np.asarray(resume["consumed_extra"], np.int64)])
-            else:
-                consumed = np.zeros(0, np.int64)
-            sampler.consumed = self._consumed_before = consumed
-            self.dataset.set_epoch(self._epoch)
-        else:
-            if self._plain_generator is not None:
-                self._plain_generator.manual_seed(
-                    int(np.random.default_rng([self._seed, self._epoch]).integers(2**62)))
-            if hasattr(self.dataset, "set_epoch"):
-                self.dataset.set_epoch(self._epoch)
-            self._pending_skip = 0 if resume is None else int(resume["batches_yielded"])
-            self._resume_base = self._pending_skip
+        self._plan.begin(self._epoch, self._seed, resume)
         self._iterating = True
-        if self._shards and (self.worker_type != "process" or self.num_workers == 0):
+        if self._plan.reads_in_main_process(self.worker_type, self.num_workers):
             inner = _thread_batches(self)
         else:
             inner = super().__iter__()
-        self._pending_skip = 0
+        self._plan.iteration_started()
         return _Iterator(self, inner)

@@ -4,7 +4,6 @@ the device stage one batch ahead on a side CUDA stream."""
 from __future__ import annotations
 
 import time
-import warnings
 
 import torch
 import torch.utils.data as tud
@@ -28,7 +27,6 @@ class _Iterator:
         self.bare = device is None and not loader._gpu_transforms
         self.timings: list = []
         self.done = False
-        self.plain_seq = 0
 
     def __iter__(self):
         return self
@@ -47,39 +45,19 @@ class _Iterator:
             except StopIteration:
                 return None
             except CvloadError as err:
-                if loader._shards or loader._handler == "raise":
+                if not loader._plan.skips_failed_batches or loader._handler == "raise":
                     raise
                 stats.seconds["wait"] += time.perf_counter() - started
                 SkipCounter(loader._handler).handle(err)
                 stats.skipped[type(err).__name__] += 1
                 stats.batches_skipped += 1
-                self.plain_seq += 1
+                loader._plan.skipped_batch()
                 continue
             seconds["wait"] += time.perf_counter() - started
-            if loader._shards:
-                seq, batch, worker = item.seq, item.batch, item.stats
-                for stage, spent in worker.seconds().items():
-                    stats.seconds[stage] += spent
-                stats.bytes_read += worker.bytes
-                stats.skipped.update(worker.skipped)
-                if loader._handler == "warn":
-                    for reason, count in worker.skipped.items():
-                        example = worker.skip_examples.get(reason, "")
-                        warnings.warn(f"skipped {count} sample(s) of batch {seq} "
-                                      f"({reason}): {example}", RuntimeWarning, stacklevel=2)
-                stats.substituted += worker.substituted
-                stats.samples += worker.samples
-                if worker.cuda_in_worker:
-                    raise RuntimeError("CUDA was initialised inside a DataLoader worker; "
-                                       "cvload keeps CUDA in the main process")
-                if batch is None:
-                    stats.batches_skipped += 1
-                    loader._yielded.add(seq)
-                    continue
-            else:
-                seq, batch = self.plain_seq, item
-                self.plain_seq += 1
-                stats.samples += _batch_len(batch)
+            received = loader._plan.receive(item, stats, loader._handler, loader._yielded)
+            if received is None:  # every sample of the batch failed
+                continue
+            seq, batch = received
             return seq, batch
 
     def _transfer(self, batch):
@@ -162,15 +140,3 @@ class _Iterator:
         loader = self.loader
         loader._completed_epoch = True
         loader._iterating = False
-
-def _batch_len(batch) -> int:
-    if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.dim() else 1
-    if isinstance(batch, dict):
-        for value in batch.values():
-            return _batch_len(value)
-    if isinstance(batch, (list, tuple)) and batch:
-        first = batch[0]
-        return _batch_len(first) if isinstance(first, (torch.Tensor, dict, list, tuple)) \
-            else len(batch)
-    return 0

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import torch
 
-
-__all__ = ["LoaderStats", "STAGES"]
+__all__ = ["LoaderStats", "STAGES", "batch_len"]
 
 
 STAGES = ("read", "decode", "collate", "transfer", "transforms", "wait")
@@ -46,3 +46,16 @@ class LoaderStats:
 
 
 # -- batches of shard samples ------------------------------------------------------------------
+
+
+def batch_len(batch) -> int:
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() else 1
+    if isinstance(batch, dict):
+        for value in batch.values():
+            return batch_len(value)
+    if isinstance(batch, (list, tuple)) and batch:
+        first = batch[0]
+        return batch_len(first) if isinstance(first, (torch.Tensor, dict, list, tuple)) \
+            else len(batch)
+    return 0
