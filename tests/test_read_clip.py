@@ -44,6 +44,44 @@ def test_only_requested_streams_and_documented_shapes(video_factory):
     np.testing.assert_array_equal(mv_only.mv, clip.mv)  # loop filter skip changes no vector
 
 
+@pytest.fixture
+def pulled(monkeypatch):
+    """The presentation indices decoding hands to cvload, in order (a counting wrapper
+    around the one generator every clip read takes its frames from)."""
+    from cvload.video import _decode
+
+    seen: list[int] = []
+    real = _decode.presentation_frames
+
+    def counting(*args, **kwargs):
+        for index, frame in real(*args, **kwargs):
+            seen.append(index)
+            yield index, frame
+
+    monkeypatch.setattr(_decode, "presentation_frames", counting)
+    return seen
+
+
+@pytest.mark.parametrize("bframes", [0, 2])
+@pytest.mark.parametrize("streams", [("rgb", "mv"), ("rgb", "residual")])
+def test_decoding_stops_at_the_last_frame_needed(video_factory, pulled, bframes, streams):
+    """From the clip's keyframe to its last frame and not one frame more, except the
+    future reference a residual of a B-frame predicts from."""
+    from tests.mc_reference import pyav_frames_and_vectors
+
+    v = video_factory(bframes=bframes, num_frames=36, gop=12)
+    _, kinds, _ = pyav_frames_and_vectors(v.path)
+    for start, count in ((14, 5), (13, 4), (24, 1), (0, 12)):
+        pulled.clear()
+        clip = cvload.read_clip(v.path, start=start, num_frames=count, streams=streams)
+        last = start + count - 1
+        expected = last
+        if "residual" in streams and kinds[last] == "B":
+            expected = next(i for i in range(last + 1, len(kinds)) if kinds[i] in "IP")
+        assert len(clip) == count and pulled[0] == start // 12 * 12, (start, pulled)
+        assert max(pulled) == expected, (start, count, kinds, pulled)
+
+
 @pytest.mark.needs_shared
 def test_decodes_no_further_than_needed():
     path = sv.get("decord/corrupted.mp4").path  # decoding fails after 28 good frames
