@@ -25,8 +25,8 @@ by the dataset's type: ``ShardPlan`` (order, rank split, batch requests of
 :mod:`cvload.batching`, consumed samples and their resume state) and ``PlainPlan`` (torch's
 samplers, a ``(seed, epoch)``-seeded shuffle, resume by skipping yielded batches), with the
 same methods, so the loader has no mode flags; ``_workers`` (worker processes, reader threads
-or inline reads), ``_iterator`` (order, counts and the device stage one batch ahead),
-``_device`` (tensor moves), ``_stats`` (:class:`LoaderStats`); this module holds the
+or inline reads), ``_iterator`` (order and counts), ``_device`` (``DeviceStage``: copies on a side CUDA
+stream one batch ahead, batched transforms, their timings), ``_stats`` (:class:`LoaderStats`); this module holds the
 ``DataLoader`` itself: arguments, epochs and ``state_dict``.
 """
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import time
 
-import torch
 import torch.utils.data as tud
 
 from cvload.errors import CvloadError, SkipCounter
-from cvload.loader._device import _has_device_tensor, _record_stream, _to_device
+from cvload.loader._device import DeviceStage
 
 __all__: list[str] = []
 
@@ -20,12 +19,9 @@ class _Iterator:
 
     def __init__(self, loader: "tud.DataLoader", inner) -> None:
         self.loader, self.inner = loader, inner
-        device = loader._device
-        self.cuda = device is not None and device.type == "cuda"
-        self.stream = torch.cuda.Stream(device) if self.cuda else None
+        self.stage = DeviceStage(loader._device, non_blocking=loader._non_blocking,
+                                 transforms=loader._gpu_transforms, stats=loader.stats)
         self.ahead: tuple | None = None
-        self.bare = device is None and not loader._gpu_transforms
-        self.timings: list = []
         self.done = False
 
     def __iter__(self):
@@ -60,30 +56,12 @@ class _Iterator:
             seq, batch = received
             return seq, batch
 
-    def _transfer(self, batch):
-        """Start moving ``batch`` to the device: on CUDA, on the side stream, returning
-        the event the consumer's stream waits for (the copies run while the previous
-        batch is being used)."""
-        loader = self.loader
-        if loader._device is None:
-            return batch, None
-        started = time.perf_counter()
-        event = None
-        if self.cuda:
-            with torch.cuda.stream(self.stream):
-                batch = _to_device(batch, loader._device, loader._non_blocking)
-                event = torch.cuda.Event()
-                event.record(self.stream)
-        elif loader._device.type != "cpu" or _has_device_tensor(batch):
-            batch = _to_device(batch, loader._device, False)
-        loader.stats.seconds["transfer"] += time.perf_counter() - started
-        return batch, event
-
     def __next__(self):
         loader = self.loader
         if self.done:
             raise StopIteration
-        if self.bare:  # no device stage: the shortest way through
+        stage = self.stage
+        if stage.bare:  # no device stage: the shortest way through
             fetched = self._fetch()
             if fetched is None:
                 self._finish()
@@ -96,47 +74,23 @@ class _Iterator:
             self._finish()
             raise StopIteration
         # start the next batch's copy before handing this one out
-        self.ahead = self._pull() if self.cuda else None
+        self.ahead = self._pull() if stage.overlaps else None
         seq, batch, event = current
-        if self.cuda:
-            stream = torch.cuda.current_stream(loader._device)
-            stream.wait_event(event)  # this batch's copies only, not the next one's
-            _record_stream(batch, stream)  # memory made on the side stream, used here
-            self._collect_timings()
-        if loader._gpu_transforms:
-            started = time.perf_counter()
-            if self.cuda:
-                begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(
-                    enable_timing=True)
-                begin.record(stream)
-            for transform in loader._gpu_transforms:
-                batch = transform(batch)
-            if self.cuda:
-                end.record(stream)
-                self.timings.append((begin, end))  # GPU time, read once it has happened
-            else:
-                loader.stats.seconds["transforms"] += time.perf_counter() - started
+        batch = stage.apply(batch, event)
         loader._yielded.add(seq)
         loader.stats.batches += 1
         return batch
-
-    def _collect_timings(self, wait: bool = False) -> None:
-        while self.timings and (wait or self.timings[0][1].query()):
-            begin, end = self.timings.pop(0)
-            end.synchronize()
-            self.loader.stats.seconds["transforms"] += begin.elapsed_time(end) / 1000
 
     def _pull(self):
         fetched = self._fetch()
         if fetched is None:
             return None
         seq, batch = fetched
-        return (seq, *self._transfer(batch))
+        return (seq, *self.stage.transfer(batch))
 
     def _finish(self) -> None:
         self.done = True
-        if self.cuda:
-            self._collect_timings(wait=True)
+        self.stage.finish()
         loader = self.loader
         loader._completed_epoch = True
         loader._iterating = False
