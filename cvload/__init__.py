@@ -13,6 +13,7 @@ from cvload.shards import ShardDataset
 from cvload.video import (
     CompressedClip,
     FrameMotion,
+    ReadOptions,
     VideoDataset,
     VideoInfo,
     iter_motion_vectors,
@@ -28,6 +29,7 @@ __all__ = [
     "CvloadError",
     "DataLoader",
     "FrameMotion",
+    "ReadOptions",
     "ShardDataset",
     "VideoCodec",
     "VideoDataset",

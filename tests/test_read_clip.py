@@ -314,3 +314,24 @@ def test_frames_with_padded_rows(video_factory):
         sample = cvload.VideoDataset([v.path], layout=layout, num_frames=2)[0]
         assert all(t.shape[-1] in (170, 43) for k, t in sample.items()
                    if k in ("rgb", "mv", "residual", "iframe")), (layout, sample.keys())
+
+
+def test_one_options_object_for_every_reader(video_factory):
+    """read_clip's keywords are the fields of ReadOptions: a whole options object reads
+    the same clip, keywords override its fields, and bad values are refused up front."""
+    v = video_factory(bframes=2, num_frames=24, gop=12)
+    options = cvload.ReadOptions(streams=("rgb", "mv"), size=32, mv_grid=8)
+    assert options.size == (32, 32) and options.wants_motion
+    by_keywords = cvload.read_clip(v.path, start=3, num_frames=4, streams=("rgb", "mv"),
+                                   size=32, mv_grid=8)
+    by_options = cvload.read_clip(v.path, start=3, num_frames=4, options=options)
+    np.testing.assert_array_equal(by_keywords.rgb, by_options.rgb)
+    np.testing.assert_array_equal(by_keywords.mv, by_options.mv)
+    assert by_options.rgb.shape == (4, 32, 32, 3) and by_options.residual is None
+    overridden = read_frames(v.path, [3, 4], options=options, streams=("rgb",))
+    assert overridden.mv is None and overridden.rgb.shape == (2, 32, 32, 3)
+    decoder = cvload.video.ClipDecoder("mvcgc", num_frames=4, size=32, mv_source="auto")
+    assert decoder.options == cvload.ReadOptions(size=(32, 32), mv_source="auto")
+    for bad in (dict(streams=("rgb", "flow")), dict(mv_source="optical"), dict(size=0)):
+        with pytest.raises(InvalidArgumentError):
+            cvload.ReadOptions(**bad)

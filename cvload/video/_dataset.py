@@ -9,7 +9,9 @@ import numpy as np
 import torch
 
 from cvload.errors import CvloadError, InvalidArgumentError, SkipCounter
-from cvload.video._decode import CompressedClip, MvSource, read_frames
+from cvload.video._clip import CompressedClip
+from cvload.video._decode import read_frames
+from cvload.video._options import MvSource, ReadOptions
 from cvload.video._probe import VideoInfo, probe
 
 __all__ = ["ClipDecoder", "VideoDataset", "LAYOUTS", "imrnet_frames"]
@@ -77,8 +79,14 @@ class ClipDecoder:
         self.num_frames, self.step = int(num_frames), int(step)
         self.gop_frames, self.num_segments = int(gop_frames), int(num_segments)
         self.sampling = sampling
-        self.size, self.mv_grid, self.mv_source = size, mv_grid, mv_source
-        self.stream = stream
+        # how every read of this decoder goes; each layout picks its streams
+        self.options = ReadOptions(size=size, mv_grid=mv_grid, mv_source=mv_source,
+                                   stream=stream)
+
+    size = property(lambda self: self.options.size, doc="frame size of the layout's tensors")
+    mv_grid = property(lambda self: self.options.mv_grid, doc="motion-field cell size")
+    mv_source = property(lambda self: self.options.mv_source, doc="where motion comes from")
+    stream = property(lambda self: self.options.stream, doc="the video stream read")
 
     def __repr__(self) -> str:
         return (f"ClipDecoder(layout={self.layout!r}, num_frames={self.num_frames}, "
@@ -98,10 +106,8 @@ class ClipDecoder:
         return np.minimum(start + self.step * np.arange(self.num_frames), total - 1)
 
     def _read(self, source, info, frames: np.ndarray, streams, accumulate=False) -> CompressedClip:
-        return read_frames(
-            source, frames, streams=streams, size=self.size, mv_grid=self.mv_grid,
-            accumulate=accumulate, stream=self.stream, mv_source=self.mv_source, info=info,
-        )
+        return read_frames(source, frames, info=info, options=self.options,
+                           streams=streams, accumulate=accumulate)
 
     def __call__(self, source, *, rng: np.random.Generator | None = None,
                  info: VideoInfo | None = None) -> dict:

@@ -9,8 +9,10 @@ is never used when vectors are exported: it corrupts B-frame vectors (see
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -25,6 +27,7 @@ from cvload.video._order import SeekMissed, presentation_frames
 from cvload.video._probe import VideoInfo, pict_letter, probe
 from cvload.video._source import Source, open_video, source_name, to_gray, to_rgb
 from cvload.video._clip import CompressedClip
+from cvload.video._options import STREAMS, MvSource, ReadOptions
 from cvload.video._motion import (
     _BFrameWithoutVectors,
     _configure,
@@ -37,38 +40,20 @@ from cvload.video._motion import (
 from cvload.video._predict import _assemble
 from cvload.video._side_data import motion_side_data, vectors_from_side_data
 
-__all__ = ["CompressedClip", "STREAMS", "read_clip", "read_frames"]
-
-STREAMS = ("rgb", "mv", "residual", "iframe")
-MvSource = Literal["bitstream", "estimate", "auto"]
+__all__ = ["CompressedClip", "MvSource", "ReadOptions", "STREAMS", "read_clip", "read_frames"]
 
 
-def read_clip(
-    source: Source,
-    *,
-    start: int,
-    num_frames: int,
-    step: int = 1,
-    streams: Sequence[str] = STREAMS,
-    size: tuple[int, int] | int | None = None,
-    mv_grid: int = 4,
-    accumulate: bool = False,
-    stream: int | None = None,
-    mv_source: MvSource = "bitstream",
-    info: VideoInfo | None = None,
-    threads: int = 1,
-) -> CompressedClip:
-    """Decode ``num_frames`` frames ``start, start+step, ...`` in the requested ``streams``.
 
-    Seeks to the keyframe at or before ``start`` and decodes no further than needed (for
-    a B-frame residual, up to its future reference). RGB is converted only for the frames
-    that need it. ``size=(H, W)`` (or one int for square) resizes rgb, residual and
-    I-frames, and scales the motion fields to the new size.
+def read_clip(source: Source, *, start: int, num_frames: int, step: int = 1,
+              info: VideoInfo | None = None, options: ReadOptions | None = None,
+              **read_options) -> CompressedClip:
+    """Decode ``num_frames`` frames ``start, start+step, ...``.
 
-    ``mv_source``: ``"bitstream"`` uses the exported vectors and raises
-    :class:`NoMotionVectorsError` when the decoder has none; ``"estimate"`` runs block
-    matching on decoded luma against the previous frame (16x16 blocks, +-16 px);
-    ``"auto"`` uses the bitstream where it can, else estimates.
+    How: the fields of :class:`ReadOptions` as keywords (``streams``, ``size``,
+    ``mv_grid``, ``accumulate``, ``stream``, ``mv_source``, ``threads``), or a whole
+    ``options=`` (keywords then override its fields). Seeks to the keyframe at or before
+    ``start`` and decodes no further than needed (for a B-frame residual, up to its
+    future reference). RGB is converted only for the frames that need it.
 
     Residual model: the past reference of a P/B-frame is the nearest I/P-frame before it
     in output order, the future reference of a B-frame the nearest I/P-frame after it
@@ -77,41 +62,24 @@ def read_clip(
 
     ``info`` may pass a :func:`probe` result to avoid probing again.
     """
-    streams = tuple(streams)
-    bad = [s for s in streams if s not in STREAMS]
-    if bad or not streams:
-        raise InvalidArgumentError(
-            f"Invalid streams {streams!r}. Supported values are {', '.join(map(repr, STREAMS))}."
-        )
-    if mv_source not in ("bitstream", "estimate", "auto"):
-        raise InvalidArgumentError(
-            f"Invalid mv_source {mv_source!r}. Supported values are 'bitstream', 'estimate' "
-            "and 'auto'."
-        )
     if num_frames < 1 or step < 1 or start < 0:
         raise InvalidArgumentError(
             f"Invalid clip start={start}, num_frames={num_frames}, step={step}: need start >= 0, "
             "num_frames >= 1 and step >= 1."
         )
     indices = start + step * np.arange(num_frames, dtype=np.int64)
-    return read_frames(source, indices, streams=streams, size=size, mv_grid=mv_grid,
-                       accumulate=accumulate, stream=stream, mv_source=mv_source, info=info,
-                       threads=threads)
+    return read_frames(source, indices, info=info, options=_options(options, read_options))
 
 
-def read_frames(
-    source: Source,
-    indices: Sequence[int] | np.ndarray,
-    *,
-    streams: Sequence[str] = STREAMS,
-    size: tuple[int, int] | int | None = None,
-    mv_grid: int = 4,
-    accumulate: bool = False,
-    stream: int | None = None,
-    mv_source: MvSource = "bitstream",
-    info: VideoInfo | None = None,
-    threads: int = 1,
-) -> CompressedClip:
+def _options(options: ReadOptions | None, overrides: dict) -> ReadOptions:
+    if options is None:
+        return ReadOptions(**overrides)
+    return dataclasses.replace(options, **overrides) if overrides else options
+
+
+def read_frames(source: Source, indices: Sequence[int] | np.ndarray, *,
+                info: VideoInfo | None = None, options: ReadOptions | None = None,
+                **read_options) -> CompressedClip:
     """Like :func:`read_clip` for any non-decreasing frame ``indices`` (repeats allowed).
 
     Decoding starts at the keyframe at or before the first index; layouts that need
@@ -121,27 +89,28 @@ def read_frames(
     stream is decoded from its start, and only a frame that decoding from the start does
     not give either is an error.
     """
-    streams = tuple(streams)
+    options = _options(options, read_options)
     name = source_name(source)
     indices = np.asarray(indices, dtype=np.int64)
     if indices.ndim != 1 or len(indices) == 0 or np.any(np.diff(indices) < 0) or indices[0] < 0:
         raise InvalidArgumentError(
             "indices must be a non-empty, non-decreasing sequence of frame indices >= 0."
         )
-    info = info if info is not None else probe(source, stream=stream)
+    info = info if info is not None else probe(source, stream=options.stream)
     if indices[-1] >= info.num_frames:
         raise InvalidArgumentError(
             f"frames {int(indices[0])}..{int(indices[-1])} run past the end of the "
             f"video ({info.num_frames} frames)", source=name,
             hint="choose a smaller start, num_frames or step",
         )
-    want_mv = "mv" in streams or "residual" in streams or accumulate
+    mv_source, want_mv = options.mv_source, options.wants_motion
     estimated = want_mv and mv_source == "estimate"
     if want_mv and not estimated and _exports(info) is False:
         if mv_source == "bitstream":
             raise _no_vectors(info, name)
         estimated = True
-    request = _Request(source, name, info, indices, streams, accumulate, want_mv, threads)
+    request = _Request(source, name, info, indices, options.streams, options.accumulate,
+                       want_mv, options.threads)
     try:
         frames = _collect(request, estimated)
     except _NoVectorsAfterAll:
@@ -158,9 +127,7 @@ def read_frames(
                      "'estimate', or choose P-frames") from None
         estimated = True
         frames = _collect(request, estimated)
-    keyframes = np.asarray(info.keyframes, np.int64)
-    return _assemble(name, info, frames, indices, streams, size, mv_grid, accumulate,
-                     estimated, keyframes)
+    return _assemble(name, info, frames, indices, options, estimated)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import numpy as np
 
 import cvload_ext
 from cvload.video._clip import CompressedClip
+from cvload.video._options import ReadOptions
 from cvload.video._motion import estimate_vectors, motion_field
 from cvload.video._side_data import _EMPTY_MVS
 
@@ -31,8 +32,12 @@ def _references(frames: dict[int, dict], estimated: bool):
     return refs
 
 
-def _assemble(name, info, frames, indices, streams, size, mv_grid, accumulate, estimated,
-              keyframes) -> CompressedClip:
+def _assemble(name: str, info, frames: dict[int, dict], indices: np.ndarray,
+              options: ReadOptions, estimated: bool) -> CompressedClip:
+    """The clip of ``indices`` from the decoded ``frames`` records, as ``options`` asks."""
+    streams, size, mv_grid = options.streams, options.size, options.mv_grid
+    accumulate = options.accumulate
+    keyframes = np.asarray(info.keyframes, np.int64)
     height, width = info.height, info.width
     any_rgb = next((r["rgb"] for r in frames.values() if "rgb" in r), None)
     if any_rgb is not None:
