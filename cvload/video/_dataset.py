@@ -247,11 +247,16 @@ class VideoDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.sources)
 
-    def __getattr__(self, name: str):
-        # layout options (num_frames, step, sampling, ...) live on the decoder
-        if name != "decoder" and "decoder" in self.__dict__:
-            return getattr(self.__dict__["decoder"], name)
-        raise AttributeError(name)
+    # the layout options live on the decoder (one place); read-only views of them here
+    num_frames = property(lambda self: self.decoder.num_frames, doc="frames per clip")
+    step = property(lambda self: self.decoder.step, doc="frames between clip frames")
+    gop_frames = property(lambda self: self.decoder.gop_frames, doc="frames per GOP (imrnet)")
+    num_segments = property(lambda self: self.decoder.num_segments, doc="segments (coviar)")
+    sampling = property(lambda self: self.decoder.sampling, doc="random or center clips")
+    options = property(lambda self: self.decoder.options, doc="the ReadOptions of every read")
+    size = property(lambda self: self.decoder.size, doc="frame size of the tensors")
+    mv_grid = property(lambda self: self.decoder.mv_grid, doc="motion-field cell size")
+    mv_source = property(lambda self: self.decoder.mv_source, doc="where motion comes from")
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose random clip positions ``__getitem__`` draws."""
