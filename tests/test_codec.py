@@ -307,3 +307,12 @@ def test_loss_decreases_on_real_video(tmp_path):
                    size=(64, 64)), steps=120, batch_size=8, val_every=60,
                    checkpoint_every=120, progress=False)
     assert result.val_psnr[-1][1] > result.val_psnr[0][1] + 0.3, result.val_psnr
+
+
+def test_initialise_uses_every_channel_even_with_two_levels():
+    """A 2-level FSQ channel (grid {-1, 0}) still gets a component: its range is finite."""
+    codec = VideoCodec(tiny(groups=2, fsq_levels=(2, 8, 4)))
+    clips = torch.randint(0, 256, (16, 8, 32, 32, 3), dtype=torch.uint8)
+    assert np.isfinite(codec.initialise(clips))
+    weight = codec.encoder.analysis.weight.flatten(1)
+    assert torch.isfinite(weight).all() and (weight.abs().sum(1) > 0).all()

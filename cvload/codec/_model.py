@@ -153,7 +153,10 @@ def _component_ranges(projections: torch.Tensor, sigma: torch.Tensor, levels: li
         u = (p / step).round().clamp(-half, top)
         error = ((p - u * step) ** 2).mean(0)
         flat = flat_projections[:, j]
-        needed = float(torch.maximum(-flat, flat * half / top).max()) * 1.001
+        # the grid reaches -range below zero and range * top / half above it (for two
+        # levels nothing above zero: a positive projection is clipped whatever the range)
+        above = flat * half / top if top else torch.zeros_like(flat)
+        needed = float(torch.maximum(-flat, above).max()) * 1.001
         ranges[j] = max(float(multiples[int(error.argmin())] * sigma[j]), needed)
     return ranges
 

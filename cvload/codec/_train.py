@@ -167,7 +167,7 @@ def train(
     if payload is not None:
         codec.load_state_dict(payload["model"])
     else:
-        init_psnr = codec.initialise(_first_clips(dataset, init_clips, batch_size))
+        init_psnr = codec.initialise(_first_clips(dataset, init_clips))
     linear = {id(p) for p in codec.linear_parameters()}
     optimizer = torch.optim.AdamW(
         [{"params": [p for p in codec.parameters() if id(p) not in linear], "scale": 1.0},
@@ -257,7 +257,7 @@ def train(
                        start_step, init_psnr, val_source)
 
 
-def _first_clips(dataset, count: int, batch_size: int) -> torch.Tensor:
+def _first_clips(dataset, count: int) -> torch.Tensor:
     """``count`` training clips (epoch 0's first) for the codec's initial transform."""
     items = []
     for index in range(count):
