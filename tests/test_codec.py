@@ -316,3 +316,23 @@ def test_initialise_uses_every_channel_even_with_two_levels():
     assert np.isfinite(codec.initialise(clips))
     weight = codec.encoder.analysis.weight.flatten(1)
     assert torch.isfinite(weight).all() and (weight.abs().sum(1) > 0).all()
+
+
+def test_training_skips_videos_that_do_not_decode(tmp_path, training_videos):
+    """An empty file and a text file among the training videos are left out and named
+    (FramePool.skipped); the codec trains on the rest; with nothing decodable it says so."""
+    from cvload.codec import FramePool, train
+
+    empty, text = tmp_path / "empty.mp4", tmp_path / "notes.mp4"
+    empty.write_bytes(b"")
+    text.write_text("not a video")
+    videos = [str(empty), *training_videos, str(text)]
+    pool = FramePool(videos, tiny(), clips_per_epoch=4)
+    assert [source for source, _ in pool.skipped] == [str(empty), str(text)]
+    assert pool.sources == list(training_videos)
+    result = train(videos, out=tmp_path / "c.pt", config=tiny(), steps=3, batch_size=2,
+                   val_every=3, checkpoint_every=3, progress=False)
+    assert result.steps == 3 and np.isfinite(result.val_psnr[-1][1])
+    with pytest.raises(InvalidArgumentError, match="none of the 2 videos"):
+        train([str(empty), str(text)], out=tmp_path / "d.pt", config=tiny(), steps=1,
+              progress=False)
