@@ -65,7 +65,7 @@ def _build(root, size: int) -> dict:
                 sample = originals[g % len(originals)]
                 writer.write(f"c{g:06d}", {"codes.npy": sample["codes"].numpy(),
                                            "cls": int(sample.get("label", 0))})
-            index.shards.append(writer.close().to_dict())
+            index.shards.append(writer.close())
     write_index(out, index)
     done.write_text("ok")
     return dirs

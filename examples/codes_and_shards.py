@@ -60,14 +60,14 @@ def main() -> None:
 
     # 3. plain WebDataset reads them; nothing is unpickled
     index = read_index(os.path.join(out, "codes"))
-    urls = [os.path.join(out, "codes", s["name"]) for s in index.shards]
+    urls = [os.path.join(out, "codes", s.name) for s in index.shards]
     for sample in itertools.islice(wds.WebDataset(urls, shardshuffle=False, empty_check=False), 1):
         codes = np.load(io.BytesIO(sample["codes.npy"]), allow_pickle=False)
         video = codec.decode(torch.from_numpy(codes)[None])
         print(f"codes {codes.shape} {codes.dtype} -> decoded clip {tuple(video.shape[1:])}, "
               f"label {json.loads(sample['json'])['label']}")
     index = read_index(os.path.join(out, "video"))
-    urls = [os.path.join(out, "video", s["name"]) for s in index.shards]
+    urls = [os.path.join(out, "video", s.name) for s in index.shards]
     for sample in itertools.islice(wds.WebDataset(urls, shardshuffle=False, empty_check=False), 1):
         clip = cvload.read_clip(sample["mp4"], start=1, num_frames=4, streams=("mv", "residual"))
         print(f"video shard bytes -> on-the-fly motion {clip.mv.shape} and residual "

@@ -138,7 +138,7 @@ def test_video_shards_hold_exactly_the_source_frames(odd_root, tmp_path):
     by_path = {str(v.path): v for v in videos.values()}
     seen = set()
     for shard in read_index(tmp_path / "v").shards:
-        with tarfile.open(tmp_path / "v" / shard["name"]) as tar:
+        with tarfile.open(tmp_path / "v" / shard.name) as tar:
             members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
         for name, data in members.items():
             if not name.endswith(".json"):

@@ -33,7 +33,7 @@ def write_codes_shards(out, *, shards=5, per_shard=7, shape=(2, 4, 4, 2), dtype=
                 codes = np.full(shape, g % np.iinfo(dtype).max, dtype)
                 writer.write(f"s{g:05d}", {"codes.npy": codes, "cls": g % 5, "json": {"id": g}})
                 g += 1
-            index.shards.append(writer.close().to_dict())
+            index.shards.append(writer.close())
     write_index(out, index)
     return g
 
@@ -367,15 +367,15 @@ def test_corrupt_truncated_and_missing_shards(codes_dir):
     directory, total = codes_dir
     index = read_index(directory)
     # corrupt: sample 2's .npy header; truncated: the last shard; missing: shard 1
-    key2 = index.shards[0]["keys"][2]
-    offset, _ = index.shards[0]["members"][key2]["codes.npy"]
-    path0 = directory / index.shards[0]["name"]
+    key2 = index.shards[0].keys[2]
+    offset, _ = index.shards[0].members[key2]["codes.npy"]
+    path0 = directory / index.shards[0].name
     data = bytearray(path0.read_bytes())
     data[offset:offset + 6] = b"garbag"
     path0.write_bytes(bytes(data))
-    last = directory / index.shards[-1]["name"]
+    last = directory / index.shards[-1].name
     last.write_bytes(last.read_bytes()[:1500])
-    os.remove(directory / index.shards[1]["name"])
+    os.remove(directory / index.shards[1].name)
 
     strict = cvload.ShardDataset(directory)
     with pytest.raises(ShardError, match=rf"shard-000000.tar:{key2}.codes.npy"):
@@ -404,7 +404,7 @@ def test_corrupt_truncated_and_missing_shards(codes_dir):
         else:
             batches = ids_of(loader)
         got = flat(batches)
-        missing = index.shards[1]["samples"]
+        missing = index.shards[1].samples
         assert len(batches) == len(loader)  # every batch is still yielded
         assert loader.stats.skipped["ShardError"] >= 1 + missing
         assert 2 not in got and 8 not in got and 0 in got
@@ -436,7 +436,7 @@ def test_missing_shard_of_a_pattern_without_index(codes_dir, tmp_path):
 def test_fully_failed_batch_is_replaced_so_ranks_stay_equal(codes_dir):
     directory, total = codes_dir
     index = read_index(directory)
-    os.remove(directory / index.shards[1]["name"])  # ids 7..12
+    os.remove(directory / index.shards[1].name)  # ids 7..12
     loader = cvload.DataLoader(cvload.ShardDataset(directory), batch_size=2, handler="skip")
     batches = ids_of(loader)
     assert len(batches) == len(loader)
@@ -574,13 +574,13 @@ def test_corrupt_video_member_names_shard_and_member(packed, tmp_path):
     broken = tmp_path / "video"
     shutil.copytree(out / "video", broken)
     index = read_index(broken)
-    key = index.shards[0]["keys"][1]
-    offset, size = index.shards[0]["members"][key]["mp4"]
-    path = broken / index.shards[0]["name"]
+    key = index.shards[0].keys[1]
+    offset, size = index.shards[0].members[key]["mp4"]
+    path = broken / index.shards[0].name
     data = bytearray(path.read_bytes())
     data[offset + 64:offset + size - 64] = bytes(size - 128)
     path.write_bytes(bytes(data))
-    with pytest.raises(cvload.CvloadError, match=rf"{index.shards[0]['name']}:{key}.mp4"):
+    with pytest.raises(cvload.CvloadError, match=rf"{index.shards[0].name}:{key}.mp4"):
         cvload.ShardDataset(broken)[1]
     loader = cvload.DataLoader(cvload.ShardDataset(broken), batch_size=4, handler="skip")
     assert sum(len(b["__key__"]) for b in loader) == 7 and loader.stats.skipped.total() == 1
@@ -676,7 +676,7 @@ def test_mixed_code_shapes_in_a_batch(tmp_path):
         for g in range(4):
             shape = (2, 4, 4, 1) if g != 2 else (2, 8, 8, 1)
             writer.write(f"k{g}", {"codes.npy": np.full(shape, g, np.uint8)})
-        index.shards.append(writer.close().to_dict())
+        index.shards.append(writer.close())
     write_index(out, index)
     with pytest.raises(ShardError, match="do not match the batch"):
         list(cvload.DataLoader(cvload.ShardDataset(out), batch_size=4))
@@ -702,7 +702,7 @@ def test_rgb_shards_of_jpeg_frames(tmp_path):
                 Image.fromarray(frame).save(buffer, format="JPEG", quality=95)
                 members[f"{t:04d}.jpg"] = buffer.getvalue()
             writer.write(key, members)
-        index.shards.append(writer.close().to_dict())
+        index.shards.append(writer.close())
     write_index(out, index)
     (batch,) = list(cvload.DataLoader(cvload.ShardDataset(out), batch_size=2))
     assert batch["rgb"].shape == (2, 3, 3, 16, 24) and batch["rgb"].dtype == torch.uint8

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from cvload.errors import CodecMismatchError, CorruptVideoError, ShardError, UnsafeShardError
-from cvload.shards import decode_member, inspect_shards, pack, read_index
+from cvload.shards import ShardDataset, decode_member, inspect_shards, pack, read_index
 from tests import shared_videos as sv
 
 
@@ -45,7 +45,7 @@ def _webdataset_samples(directory):
     import webdataset as wds
 
     index = read_index(directory)
-    urls = [os.path.join(directory, s["name"]) for s in index.shards]
+    urls = [os.path.join(directory, s.name) for s in index.shards]
     return list(wds.WebDataset(urls, shardshuffle=False, empty_check=False))
 
 
@@ -84,14 +84,14 @@ def test_formats_round_trip_through_plain_webdataset_and_tar(videos, tiny_codec,
     # plain tar lists exactly the members the index records, each sample's members
     # adjacent (WebDataset groups a sample by consecutive key) and of the format's kinds
     first = index.shards[0]
-    key_of = {f"{key}.{suffix}": key for key in first["keys"] for suffix in first["members"][key]}
+    key_of = {f"{key}.{suffix}": key for key in first.keys for suffix in first.members[key]}
     assert sorted(listing) == sorted(key_of)
     expected = {"codes": {"codes.npy", "cls", "json"}, "rgb": {"rgb.npy", "cls", "json"},
                 "video": {"mp4", "cls", "json"}}[fmt]
-    assert all(set(first["members"][key]) == expected for key in first["keys"])
+    assert all(set(first.members[key]) == expected for key in first.keys)
     keys = [key_of[name] for name in listing]
     runs = [k for i, k in enumerate(keys) if i == 0 or keys[i - 1] != k]
-    assert len(runs) == len(set(runs)) == first["samples"]
+    assert len(runs) == len(set(runs)) == first.samples
 
 
 def test_index_records_offsets_sha256_and_counts(videos, tmp_path):
@@ -99,15 +99,15 @@ def test_index_records_offsets_sha256_and_counts(videos, tmp_path):
     pack([root], out=tmp_path / "p", format="rgb", size=16, clip_frames=8, shard_samples=4,
          progress=False)
     index = read_index(tmp_path / "p")
-    assert [s["samples"] for s in index.shards] == [4, 4, 1]
+    assert [s.samples for s in index.shards] == [4, 4, 1]
     for shard in index.shards:
-        path = tmp_path / "p" / shard["name"]
+        path = tmp_path / "p" / shard.name
         data = path.read_bytes()
-        assert hashlib.sha256(data).hexdigest() == shard["sha256"] and len(data) == shard["bytes"]
+        assert hashlib.sha256(data).hexdigest() == shard.sha256 and len(data) == shard.bytes
         with tarfile.open(path) as tar:
             for member in tar.getmembers():
                 key, suffix = member.name.split(".", 1)
-                offset, size = shard["members"][key][suffix]
+                offset, size = shard.members[key][suffix]
                 assert data[offset:offset + size] == tar.extractfile(member).read()
 
 
@@ -130,9 +130,9 @@ def test_shard_bytes_plans_shard_sizes(videos, tmp_path):
     pack([root], out=tmp_path / "b", format="rgb", size=16, clip_frames=8,
          shard_bytes=3 * (one + 2560), progress=False)
     index = read_index(tmp_path / "b")
-    assert [s["samples"] for s in index.shards] == [3, 3, 3]
+    assert [s.samples for s in index.shards] == [3, 3, 3]
     # tar pads an archive to whole 10240-byte records
-    assert all(s["bytes"] <= 3 * (one + 2560) + tarfile.RECORDSIZE for s in index.shards)
+    assert all(s.bytes <= 3 * (one + 2560) + tarfile.RECORDSIZE for s in index.shards)
 
 
 def test_rerun_with_other_options_is_refused(videos, tmp_path):
@@ -356,12 +356,12 @@ def test_failing_clips_never_leave_holes_or_empty_shards(tmp_path, workers):
     args = dict(format="rgb", size=16, clip_frames=4, shard_samples=7, progress=False)
     result = pack(inputs, out=tmp_path / "p", workers=workers, **args)
     index = read_index(tmp_path / "p")
-    counts = [s["samples"] for s in index.shards]
+    counts = [s.samples for s in index.shards]
     assert counts[:-1] == [7] * (len(counts) - 1) and 0 < counts[-1] <= 7
     assert sum(counts) == result.clips == 3 * 10 + 7  # 7 clips of corrupted.mp4 decode
     for shard in index.shards:
-        samples = list(wds.WebDataset(str(tmp_path / "p" / shard["name"]), shardshuffle=False))
-        assert len(samples) == shard["samples"]
+        samples = list(wds.WebDataset(str(tmp_path / "p" / shard.name), shardshuffle=False))
+        assert len(samples) == shard.samples
     failures = [json.loads(line) for line in open(result.failure_log)]
     failed = {os.path.basename(f["source"]) for f in failures}
     assert failed == {"corrupted.mp4", "fixed_lacing_bad_lace_size.mkv", "notes.mp4",
@@ -391,3 +391,25 @@ def test_a_run_without_any_good_clip_publishes_nothing(tmp_path):
              progress=False)
     assert not [n for n in os.listdir(tmp_path / "o") if n.endswith(".tar")]
     assert not (tmp_path / "o" / "index.json").exists()
+
+
+def test_malformed_index_entry_names_the_index(tmp_path, videos):
+    """A hand-edited index.json whose entry lost a field, or lists fewer keys than
+    samples, is refused with the index's path, not a KeyError deep in the reader."""
+    root, _ = videos
+    pack([root], out=tmp_path / "p", format="rgb", size=16, clip_frames=8, shard_samples=4,
+         progress=False)
+    index_path = tmp_path / "p" / "index.json"
+    good = json.loads(index_path.read_text())
+    broken = json.loads(index_path.read_text())
+    del broken["shards"][0]["members"]
+    index_path.write_text(json.dumps(broken))
+    with pytest.raises(ShardError, match=r"index\.json.*malformed shard entry"):
+        ShardDataset(tmp_path / "p")
+    broken = json.loads(json.dumps(good))
+    broken["shards"][1]["keys"] = broken["shards"][1]["keys"][:-1]
+    index_path.write_text(json.dumps(broken))
+    with pytest.raises(ShardError, match="lists 3 keys for 4 samples"):
+        ShardDataset(tmp_path / "p")
+    index_path.write_text(json.dumps(good))
+    assert len(ShardDataset(tmp_path / "p")) == 9

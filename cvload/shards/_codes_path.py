@@ -77,8 +77,8 @@ def _build_codes_tables(ds) -> CodesTables:
         buffers.append(np.frombuffer(buffer, np.uint8) if len(buffer) else empty)
         first = int(ds._starts[shard])
         entry = ds.entries[shard]
-        for local, key in enumerate(entry["keys"]):
-            members = entry["members"][key]
+        for local, key in enumerate(entry.keys):
+            members = entry.members[key]
             span = members.get("codes.npy")
             g = first + local
             if span is None or unsafe_member(members) is not None:
@@ -97,7 +97,7 @@ def _build_codes_tables(ds) -> CodesTables:
             bad[g] = broken
     addresses = np.array([b.ctypes.data for b in buffers], np.int64)
     lengths = np.array([len(b) for b in buffers], np.int64)
-    keys = [k for e in ds.entries for k in e["keys"]]
+    keys = [k for e in ds.entries for k in e.keys]
     return CodesTables(starts, sizes, labels, labelled, bad, buffers, addresses, lengths,
                         keys)
 

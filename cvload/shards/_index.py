@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from cvload._util import atomic_write
 from cvload.errors import ShardError
+from cvload.shards._writer import ShardInfo
 
 __all__ = ["SCHEMA_VERSION", "ShardIndex", "write_index", "read_index"]
 
@@ -17,26 +18,27 @@ SCHEMA_VERSION = 1
 @dataclass
 class ShardIndex:
     """Schema version, format (``codes`` | ``video`` | ``rgb``), codec id (codes only) and
-    per shard its name, sample count, bytes, sha256, keys and member byte ranges."""
+    per shard a :class:`ShardInfo` (name, sample count, bytes, sha256, keys and member
+    byte ranges)."""
 
     format: str
-    shards: list = field(default_factory=list)
+    shards: list[ShardInfo] = field(default_factory=list)
     codec_id: str | None = None
     schema_version: int = SCHEMA_VERSION
     extra: dict = field(default_factory=dict)
 
     @property
     def num_samples(self) -> int:
-        return sum(int(s["samples"]) for s in self.shards)
+        return sum(s.samples for s in self.shards)
 
     @property
     def num_bytes(self) -> int:
-        return sum(int(s["bytes"]) for s in self.shards)
+        return sum(s.bytes for s in self.shards)
 
     def to_dict(self) -> dict:
         return {"schema_version": self.schema_version, "format": self.format,
                 "codec_id": self.codec_id, "num_samples": self.num_samples,
-                "num_bytes": self.num_bytes, "extra": self.extra, "shards": self.shards}
+                "num_bytes": self.num_bytes, "extra": self.extra, "shards": [s.to_dict() for s in self.shards]}
 
 
 def write_index(directory: str | os.PathLike[str], index: ShardIndex) -> str:
@@ -60,5 +62,6 @@ def read_index(directory: str | os.PathLike[str]) -> ShardIndex:
     if version != SCHEMA_VERSION:
         raise ShardError(f"index schema version {version!r} is not {SCHEMA_VERSION}",
                          source=path, hint="re-pack with this cvload version")
-    return ShardIndex(format=data["format"], shards=data["shards"], codec_id=data.get("codec_id"),
+    shards = [ShardInfo.from_dict(s, source=path) for s in data.get("shards", [])]
+    return ShardIndex(format=data["format"], shards=shards, codec_id=data.get("codec_id"),
                       schema_version=version, extra=data.get("extra", {}))

@@ -51,7 +51,7 @@ def inspect_shards(target: str | os.PathLike[str], *, verify: bool = False,
         print_fn(f"{target}: format {index.format}, {len(index.shards)} shards, "
                  f"{index.num_samples} samples, {index.num_bytes} bytes, codec "
                  f"{index.codec_id or '-'}, schema {index.schema_version}")
-        shards = [(os.path.join(target, s["name"]), s) for s in index.shards]
+        shards = [(os.path.join(target, s.name), s) for s in index.shards]
     else:
         shards = [(target, None)]
     samples = 0
@@ -59,7 +59,7 @@ def inspect_shards(target: str | os.PathLike[str], *, verify: bool = False,
         if not os.path.exists(path):
             problems.append(f"{path}: missing")
             continue
-        if verify and entry is not None and sha256_file(path) != entry["sha256"]:
+        if verify and entry is not None and sha256_file(path) != entry.sha256:
             problems.append(f"{path}: sha256 differs from index.json")
         try:
             with tarfile.open(path, "r:") as tar:

@@ -19,7 +19,7 @@ import os
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -29,8 +29,9 @@ from cvload.errors import CvloadError, Handler, InvalidArgumentError, ShardError
 from cvload.shards._index import ShardIndex, write_index
 from cvload.shards._writer import ShardWriter
 from cvload.shards._inputs import gather_inputs
-from cvload.shards._samples import FORMATS, Clip, Format, _plan_video
-from cvload.shards._units import PackSpec, _finished, _run_ray, _worker_init, _write_json, write_shard
+from cvload.shards._samples import FORMATS, Clip, Format, PackedVideo, _plan_video
+from cvload.shards._units import (
+    PackSpec, PlannedShard, Sidecar, _finished, _run_ray, _worker_init, _write_json, write_shard)
 
 __all__ = ["pack", "PackResult"]
 
@@ -59,13 +60,14 @@ class PackResult:
         """Source file bytes over shard bytes."""
         return self.source_bytes / self.bytes if self.bytes else float("nan")
 
-def _claim_directory(out: str, spec: PackSpec, shards: list[dict], codec, per_shard: int) -> None:
+def _claim_directory(out: str, spec: PackSpec, shards: list[PlannedShard], codec,
+                     per_shard: int) -> None:
     """Record what this run will write; refuse a directory holding another run's shards
     (skipping "finished" shards of a different plan would mix datasets silently)."""
     plan = {"format": spec.format, "size": spec.size,
             "codec_id": codec.codec_id if codec is not None else None,
-            "videos": [[v["id"], v["sha256"], v["label"]] for v in spec.videos],
-            "shards": shards, "per_shard": per_shard}
+            "videos": [[v.id, v.sha256, v.label] for v in spec.videos],
+            "shards": [s.to_dict() for s in shards], "per_shard": per_shard}
     digest = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
     path = os.path.join(out, "pack-plan.json")
     if os.path.exists(path):
@@ -88,7 +90,7 @@ def _estimate_clip_bytes(fmt, videos, clips, clip_frames, codec, size) -> int:
     if fmt == "rgb":
         return clip_frames * size[0] * size[1] * 3 + 128 + overhead
     frames = sum(c.frames for c in clips) or 1
-    per_frame = sum(os.path.getsize(v["path"]) / max(1, v["info"].num_frames) for v in videos)
+    per_frame = sum(os.path.getsize(v.path) / max(1, v.info.num_frames) for v in videos)
     return int(per_frame / max(1, len(videos)) * frames / max(1, len(clips))) + overhead
 
 _STAGING = ".staging"
@@ -102,16 +104,16 @@ def _read_assembly(out: str) -> dict | None:
     except (OSError, json.JSONDecodeError):
         return None
 
-def _assemble(out: str, staging: str, units: list[dict], per_shard: int) -> dict:
+def _assemble(out: str, staging: str, units: list[Sidecar], per_shard: int) -> dict:
     """Copy the staged samples, in plan order, into shards of exactly ``per_shard``
     samples (the last may hold fewer). Deterministic: the same units give the same
     bytes, so a run killed here and rerun ends identically."""
-    good = [(u["name"], key) for u in units for key in u["keys"]]
-    failures = [f for u in units for f in u.get("failures", [])]
+    good = [(u.info.name, key) for u in units for key in u.info.keys]
+    failures = [f for u in units for f in u.failures]
     plan = [{"name": f"shard-{i:06d}.tar", "samples": len(good[s:s + per_shard])}
             for i, s in enumerate(range(0, len(good), per_shard))]
     assembly = {"shards": plan, "failures": failures}
-    members = {u["name"]: u["members"] for u in units}
+    members = {u.info.name: u.info.members for u in units}
     for i, entry in enumerate(plan):
         if _finished(out, entry["name"]) is not None:
             continue
@@ -134,8 +136,7 @@ def _assemble(out: str, staging: str, units: list[dict], per_shard: int) -> dict
         finally:
             for f in opened.values():
                 f.close()
-        _write_json(os.path.join(out, entry["name"] + ".json"),
-                    {**info.to_dict(), "failures": []})
+        _write_json(os.path.join(out, entry["name"] + ".json"), Sidecar(info).to_dict())
     _write_json(os.path.join(out, _ASSEMBLY), assembly)
     return assembly
 
@@ -226,8 +227,7 @@ def pack(
             continue
         index = len(videos)
         stem = "".join(c if c.isalnum() else "_" for c in Path(path).stem)[:40]
-        videos.append({"id": f"{index:06d}_{stem}", "path": path, "label": label, "info": info,
-                       "sha256": sha256_file(path)})
+        videos.append(PackedVideo(f"{index:06d}_{stem}", path, label, info, sha256_file(path)))
         clips += [Clip(index, c.start, c.frames) for c in planned]
     per_shard = shard_samples
     if shard_bytes is not None:
@@ -235,8 +235,7 @@ def pack(
         # earlier, interrupted run wrote, so clip sizes are estimated up front.
         estimate = _estimate_clip_bytes(format, videos, clips, clip_frames, codec_obj, size)
         per_shard = max(1, min(shard_samples, int(shard_bytes // max(1, estimate))))
-    units = [{"name": f"unit-{i:06d}.tar",
-              "clips": [asdict(c) for c in clips[s:s + per_shard]]}
+    units = [PlannedShard(f"unit-{i:06d}.tar", tuple(clips[s:s + per_shard]))
              for i, s in enumerate(range(0, len(clips), per_shard))]
     staging = os.path.join(out, _STAGING)
     spec = PackSpec(out=staging, format=format, codec=os.fspath(codec) if codec else None,
@@ -249,9 +248,9 @@ def pack(
     else:
         os.makedirs(staging, exist_ok=True)
         todo = [i for i in chosen
-                if 0 <= i < len(units) and _finished(staging, units[i]["name"]) is None]
+                if 0 <= i < len(units) and _finished(staging, units[i].name) is None]
     skipped_units = sum(1 for i in chosen if 0 <= i < len(units)) - len(todo)
-    bar = tqdm(total=sum(len(units[i]["clips"]) for i in todo), desc=f"pack {format}",
+    bar = tqdm(total=sum(len(units[i].clips) for i in todo), desc=f"pack {format}",
                unit="clip", disable=not progress)
     try:
         if engine == "ray" and todo:
@@ -265,14 +264,14 @@ def pack(
                                      initializer=_worker_init, initargs=(workers,)) as pool:
                 for sidecar in pool.map(write_shard, [spec] * len(todo),
                                         [units[i] for i in todo]):
-                    bar.update(sidecar["samples"] + len(sidecar["failures"]))
+                    bar.update(sidecar.info.samples + len(sidecar.failures))
         else:
             for i in todo:
                 sidecar = write_shard(spec, units[i])
-                bar.update(sidecar["samples"] + len(sidecar["failures"]))
+                bar.update(sidecar.info.samples + len(sidecar.failures))
     finally:
         bar.close()
-    unit_sidecars = [] if assembled is not None else [_finished(staging, u["name"])
+    unit_sidecars = [] if assembled is not None else [_finished(staging, u.name)
                                                       for u in units]
     if assembled is None and all(unit_sidecars):
         assembled = _assemble(out, staging, unit_sidecars, per_shard)
@@ -281,11 +280,11 @@ def pack(
         failures += assembled["failures"]
         sidecars = [_finished(out, s["name"]) for s in assembled["shards"]]
         if not all(sidecars):  # shards gone since the assembly: rebuild them from staging
-            unit_sidecars = unit_sidecars or [_finished(staging, u["name"]) for u in units]
+            unit_sidecars = unit_sidecars or [_finished(staging, u.name) for u in units]
             assembled = _assemble(out, staging, unit_sidecars, per_shard)
             sidecars = [_finished(out, s["name"]) for s in assembled["shards"]]
     else:
-        failures += [f for side in unit_sidecars if side for f in side.get("failures", [])]
+        failures += [f for side in unit_sidecars if side for f in side.failures]
     failure_log = None
     if failures:
         failure_log = os.path.join(out, "failures.jsonl")
@@ -301,7 +300,7 @@ def pack(
             raise ShardError(
                 f"no clip of the {len(gathered)} inputs could be packed; nothing was published",
                 source=out, hint=f"see {failure_log} for each video's reason")
-        entries = [{k: v for k, v in s.items() if k != "failures"} for s in sidecars]
+        entries = [s.info for s in sidecars]
         extra = {"clip_frames": clip_frames, "clip_stride": clip_stride,
                  "size": list(codec_obj.config.size) if codec_obj else (list(size) if size else None),
                  "videos": len(videos)}
@@ -313,8 +312,8 @@ def pack(
         import shutil
 
         shutil.rmtree(staging, ignore_errors=True)  # every sample is in the shards now
-    total = sum(s["bytes"] for s in sidecars if s)
-    return PackResult(out, format, len(videos), sum(s["samples"] for s in sidecars if s),
-                      len(sidecars), total, sum(os.path.getsize(v["path"]) for v in videos),
+    total = sum(s.info.bytes for s in sidecars if s)
+    return PackResult(out, format, len(videos), sum(s.info.samples for s in sidecars if s),
+                      len(sidecars), total, sum(os.path.getsize(v.path) for v in videos),
                       len(failures), skipped_units, time.perf_counter() - started, index_path,
                       failure_log, units=len(units))

@@ -98,7 +98,7 @@ class ShardDataset(torch.utils.data.Dataset):
         self.shuffle_block = None if shuffle_block is None else int(shuffle_block)
         self.decode = decode
         self.clip_decoder = self._clip_decoder(decode)
-        counts = np.array([int(e["samples"]) for e in self.entries], dtype=np.int64)
+        counts = np.array([e.samples for e in self.entries], dtype=np.int64)
         self.shard_counts = counts
         self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.epoch = 0
@@ -207,8 +207,8 @@ class ShardDataset(torch.utils.data.Dataset):
                                       "or pass handler='skip'") from err
             except OSError as err:
                 raise ShardError(f"shard cannot be read: {err}", source=path) from err
-            expected = self.entries[shard].get("bytes")
-            if expected is not None and size != int(expected):
+            expected = self.entries[shard].bytes
+            if size != expected:
                 what = ("truncated" if size < int(expected)
                         else "changed since index.json was written")
                 raise ShardError(f"shard is {what}: {size} bytes, index.json says {expected}",
@@ -220,9 +220,7 @@ class ShardDataset(torch.utils.data.Dataset):
         return mapped
 
     def _members(self, shard: int, local: int) -> tuple[str, dict]:
-        entry = self.entries[shard]
-        key = entry["keys"][local]
-        return key, entry["members"][key]
+        return self.entries[shard].member(local)
 
     def _where(self, shard: int, key: str, suffix: str | None = None) -> str:
         name = os.path.basename(self.paths[shard])

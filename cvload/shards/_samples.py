@@ -12,11 +12,23 @@ import av
 
 from cvload.errors import InvalidArgumentError, ShardError
 
-__all__ = ["FORMATS", "Clip", "Format"]
+__all__ = ["FORMATS", "Clip", "Format", "PackedVideo"]
 
 Format = Literal["codes", "video", "rgb"]
 
 FORMATS = ("codes", "video", "rgb")
+
+@dataclass(frozen=True)
+class PackedVideo:
+    """One probed input of a pack run: its sample-key prefix ``id``, path, label (or
+    ``None``), :class:`cvload.video.VideoInfo` and file sha256."""
+
+    id: str
+    path: str
+    label: int | None
+    info: object
+    sha256: str
+
 
 @dataclass(frozen=True)
 class Clip:
@@ -166,17 +178,17 @@ def _copy_packets(path: str, info, start: int, frames: int, fmt: str) -> tuple[b
         raise ShardError(f"no packets for frames {start}..{start + frames}", source=path)
     return buffer.getvalue(), kept
 
-def _make_sample(spec, clip: Clip, video: dict, codec, size) -> dict:
+def _make_sample(spec, clip: Clip, video: PackedVideo, codec, size) -> dict:
     from cvload.video import read_clip
 
-    path, info = video["path"], video["info"]
+    path, info = video.path, video.info
     fps = info.fps or 0.0
     meta = {
-        "video_id": video["id"], "source": path, "source_sha256": video["sha256"],
+        "video_id": video.id, "source": path, "source_sha256": video.sha256,
         "frame_start": clip.start, "frame_end": clip.start + clip.frames,
         "frames": clip.frames, "fps": fps,
         "seconds": [clip.start / fps, (clip.start + clip.frames) / fps] if fps else None,
-        "label": video["label"], "format": spec.format,
+        "label": video.label, "format": spec.format,
     }
     sample: dict = {}
     if spec.format == "video":
@@ -204,8 +216,8 @@ def _make_sample(spec, clip: Clip, video: dict, codec, size) -> dict:
                                                          "rgb": list(rgb.shape)},
                         compression_nominal=ratio.nominal, compression_stored=ratio.stored)
     sample["json"] = meta
-    if video["label"] is not None:
-        sample["cls"] = int(video["label"])
+    if video.label is not None:
+        sample["cls"] = int(video.label)
     return sample
 
 

@@ -11,6 +11,7 @@ import tarfile
 from cvload.errors import InvalidArgumentError, ShardError, SkipCounter
 from cvload.shards._index import read_index
 from cvload.shards._inspect import UNSAFE_SUFFIXES
+from cvload.shards._writer import ShardInfo
 
 __all__ = ["IMAGE_MEMBER", "VIDEO_MEMBERS", "expand_sources", "resolve_sources", "unsafe_member",
            "raise_open_files_limit"]
@@ -61,7 +62,7 @@ def raise_open_files_limit(wanted: int) -> None:
             pass
 
 
-def _scan_tar(path: str) -> dict:
+def _scan_tar(path: str) -> ShardInfo:
     """Index entry for a shard without an index.json: keys and member ranges from the
     tar headers (no member data is read)."""
     members: dict[str, dict[str, list[int]]] = {}
@@ -81,17 +82,17 @@ def _scan_tar(path: str) -> dict:
                 members[key][suffix] = [info.offset_data, info.size]
     except (tarfile.TarError, OSError) as err:
         raise ShardError(f"not a readable tar: {err}", source=path) from err
-    return {"name": os.path.basename(path), "samples": len(keys),
-            "bytes": os.path.getsize(path), "sha256": None, "keys": keys, "members": members}
+    return ShardInfo(os.path.basename(path), len(keys), os.path.getsize(path), None,
+                     tuple(keys), members)
 
 
-def resolve_sources(source, handler: SkipCounter) -> tuple[list[str], list[dict], dict]:
+def resolve_sources(source, handler: SkipCounter) -> tuple[list[str], list[ShardInfo], dict]:
     """Shard paths, their index entries and the index fields (format, codec id...)."""
     meta: dict = {"format": None, "codec_id": None, "extra": {}}
     if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
         index = read_index(source)
         meta.update(format=index.format, codec_id=index.codec_id, extra=index.extra)
-        paths = [os.path.join(os.fspath(source), s["name"]) for s in index.shards]
+        paths = [os.path.join(os.fspath(source), s.name) for s in index.shards]
         return paths, list(index.shards), meta
     paths = expand_sources(source)
     if not paths:
@@ -105,7 +106,7 @@ def resolve_sources(source, handler: SkipCounter) -> tuple[list[str], list[dict]
         if directory not in indexes:
             try:
                 index = read_index(directory)
-                indexes[directory] = {"by_name": {s["name"]: s for s in index.shards},
+                indexes[directory] = {"by_name": {s.name: s for s in index.shards},
                                       "format": index.format, "codec_id": index.codec_id,
                                       "extra": index.extra}
             except ShardError:
@@ -129,9 +130,9 @@ def resolve_sources(source, handler: SkipCounter) -> tuple[list[str], list[dict]
     return kept, entries, meta
 
 
-def _guess_format(entries: list[dict]) -> str:
+def _guess_format(entries: list[ShardInfo]) -> str:
     for entry in entries:
-        for members in entry["members"].values():
+        for members in entry.members.values():
             if "codes.npy" in members:
                 return "codes"
             if any(s in members for s in VIDEO_MEMBERS):

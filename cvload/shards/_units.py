@@ -5,22 +5,22 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import av
 
 from cvload._util import atomic_write
 from cvload.errors import CvloadError, Handler, ShardError
-from cvload.shards._samples import Clip, Format, _load_codec, _make_sample
-from cvload.shards._writer import ShardWriter
+from cvload.shards._samples import Clip, Format, PackedVideo, _load_codec, _make_sample
+from cvload.shards._writer import ShardInfo, ShardWriter
 
-__all__ = ["PackSpec", "write_shard"]
+__all__ = ["PackSpec", "PlannedShard", "Sidecar", "write_shard"]
 
 @dataclass(frozen=True)
 class PackSpec:
     """What every work unit of one pack run shares: the staging folder ``out``, the
     format, the codec file and device (``codes``), the frame size (``rgb``), the error
-    policy and the probed videos (``id``, ``path``, ``label``, ``info``, ``sha256``)."""
+    policy and the probed videos."""
 
     out: str
     format: Format
@@ -28,23 +28,55 @@ class PackSpec:
     size: tuple[int, int] | None
     handler: Handler
     device: str
-    videos: tuple
+    videos: tuple[PackedVideo, ...]
 
 
-def write_shard(spec: PackSpec, shard: dict) -> dict:
-    """Write one planned shard (a work unit any engine can run). Returns its sidecar dict:
-    the ShardInfo plus the failures met. Under handler="raise" a failure raises and no
-    part of the shard is published."""
+@dataclass(frozen=True)
+class PlannedShard:
+    """One work unit: the staged tar ``name`` and the clips it holds, in plan order."""
+
+    name: str
+    clips: tuple[Clip, ...]
+
+    def to_dict(self) -> dict:
+        """The JSON form (what ``pack-plan.json``'s digest covers and Ray rows carry)."""
+        return {"name": self.name, "clips": [asdict(c) for c in self.clips]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PlannedShard":
+        return cls(data["name"], tuple(Clip(c["video"], c["start"], c["frames"])
+                                       for c in data["clips"]))
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """``NAME.json`` beside a finished tar: its :class:`ShardInfo` and the clips that
+    failed (``{"source", "clip_start", "error", "reason"}`` records for
+    ``failures.jsonl``)."""
+
+    info: ShardInfo
+    failures: tuple[dict, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {**self.info.to_dict(), "failures": list(self.failures)}
+
+    @classmethod
+    def from_dict(cls, data: dict, *, source: str | None = None) -> "Sidecar":
+        return cls(ShardInfo.from_dict(data, source=source), tuple(data.get("failures", [])))
+
+
+def write_shard(spec: PackSpec, shard: PlannedShard) -> Sidecar:
+    """Write one planned shard (a work unit any engine can run) and its sidecar. Under
+    handler="raise" a failure raises and no part of the shard is published."""
     out_dir = spec.out
-    path = os.path.join(out_dir, shard["name"])
+    path = os.path.join(out_dir, shard.name)
     codec = _load_codec(spec.codec, spec.device)
     failures = []
     writer = ShardWriter(path)
     try:
-        for item in shard["clips"]:
-            video = spec.videos[item["video"]]
-            clip = Clip(item["video"], item["start"], item["frames"])
-            key = f"{video['id']}_{clip.start:06d}"
+        for clip in shard.clips:
+            video = spec.videos[clip.video]
+            key = f"{video.id}_{clip.start:06d}"
             try:
                 try:
                     sample = _make_sample(spec, clip, video, codec, spec.size)
@@ -53,11 +85,11 @@ def write_shard(spec: PackSpec, shard: dict) -> dict:
                         raise
                     # a library error on one sample is that sample's failure, never a crash
                     raise ShardError(f"clip at frame {clip.start}: {type(err).__name__}: {err}",
-                                     source=video["path"]) from err
+                                     source=video.path) from err
             except CvloadError as err:
                 if spec.handler == "raise":
                     raise
-                failures.append({"source": video["path"], "clip_start": clip.start,
+                failures.append({"source": video.path, "clip_start": clip.start,
                                  "error": type(err).__name__, "reason": str(err)})
                 continue
             writer.write(key, sample)
@@ -71,13 +103,13 @@ def write_shard(spec: PackSpec, shard: dict) -> dict:
         hint = ("free some space or choose another --out; finished shards are kept and a "
                 "rerun resumes" if err.errno in (errno.ENOSPC, errno.EDQUOT) else
                 "check that --out is writable; a rerun resumes from the finished shards")
-        raise ShardError(f"cannot write {shard['name']}: {err.strerror or err}",
+        raise ShardError(f"cannot write {shard.name}: {err.strerror or err}",
                          source=out_dir, hint=hint) from err
     except BaseException:
         writer.abort()
         raise
-    sidecar = {**info.to_dict(), "failures": failures}
-    _write_json(path + ".json", sidecar)
+    sidecar = Sidecar(info, tuple(failures))
+    _write_json(path + ".json", sidecar.to_dict())
     return sidecar
 
 class _RayShardTask:
@@ -87,10 +119,11 @@ class _RayShardTask:
         self.spec = spec
 
     def __call__(self, row: dict) -> dict:
-        sidecar = write_shard(self.spec, json.loads(row["shard"]))
-        return {"name": sidecar["name"], "samples": sidecar["samples"], "bytes": sidecar["bytes"]}
+        sidecar = write_shard(self.spec, PlannedShard.from_dict(json.loads(row["shard"])))
+        return {"name": sidecar.info.name, "samples": sidecar.info.samples,
+                "bytes": sidecar.info.bytes}
 
-def _run_ray(spec: PackSpec, units: list[dict], workers: int) -> int:
+def _run_ray(spec: PackSpec, units: list[PlannedShard], workers: int) -> int:
     """Run the shard units on Ray Data (local or a cluster already initialised)."""
     try:
         import ray
@@ -105,7 +138,7 @@ def _run_ray(spec: PackSpec, units: list[dict], workers: int) -> int:
     gpus = 0
     if spec.format == "codes" and spec.device.startswith("cuda"):
         gpus = 1  # each shard task holds one GPU for the codec
-    dataset = ray.data.from_items([{"shard": json.dumps(u)} for u in units])
+    dataset = ray.data.from_items([{"shard": json.dumps(u.to_dict())} for u in units])
     rows = dataset.map(_RayShardTask, fn_constructor_kwargs={"spec": spec},
                        concurrency=max(1, workers), num_gpus=gpus).take_all()
     return len(rows)
@@ -116,16 +149,18 @@ def _worker_init(workers: int) -> None:
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
-def _finished(out_dir: str, name: str) -> dict | None:
+def _finished(out_dir: str, name: str) -> Sidecar | None:
+    """The sidecar of a finished tar ``name``; ``None`` when either is missing, the
+    sidecar is unreadable or the tar's size differs from what it records."""
     tar, side = os.path.join(out_dir, name), os.path.join(out_dir, name + ".json")
     if not (os.path.exists(tar) and os.path.exists(side)):
         return None
     try:
         with open(side) as f:
-            sidecar = json.load(f)
-    except (OSError, json.JSONDecodeError):
+            sidecar = Sidecar.from_dict(json.load(f), source=side)
+    except (OSError, json.JSONDecodeError, ShardError):
         return None
-    return sidecar if sidecar.get("bytes") == os.path.getsize(tar) else None
+    return sidecar if sidecar.info.bytes == os.path.getsize(tar) else None
 
 
 def _write_json(path: str, value) -> None:

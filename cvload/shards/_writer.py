@@ -7,7 +7,7 @@ import io
 import json
 import os
 import tarfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -16,23 +16,49 @@ from cvload.errors import InvalidArgumentError, ShardError
 __all__ = ["ShardWriter", "ShardInfo", "encode_member"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class ShardInfo:
-    """What the index records of a finished shard.
+    """What the index records of one shard (an ``index.json`` entry).
 
-    ``members``: ``{key: {suffix: [data offset, size]}}`` byte ranges inside the tar, so a
-    reader can fetch one member (or a whole batch) without scanning the archive.
+    ``keys``: sample keys in tar order. ``members``: ``{key: {suffix: [data offset,
+    size]}}`` byte ranges inside the tar, so a reader can fetch one member (or a whole
+    batch) without scanning the archive. ``sha256`` is ``None`` for a shard scanned
+    without an index.
     """
 
     name: str
     samples: int
     bytes: int
-    sha256: str
-    keys: list = field(default_factory=list)
+    sha256: str | None
+    keys: tuple[str, ...] = ()
     members: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", tuple(self.keys))
+        if len(self.keys) != int(self.samples):
+            raise ShardError(f"index entry lists {len(self.keys)} keys for {self.samples} "
+                             "samples", source=self.name, hint="re-pack this dataset")
+
+    def member(self, local: int) -> tuple[str, dict]:
+        """The key and ``{suffix: [offset, size]}`` of the shard's ``local``-th sample."""
+        key = self.keys[local]
+        return key, self.members[key]
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"name": self.name, "samples": int(self.samples), "bytes": int(self.bytes),
+                "sha256": self.sha256, "keys": list(self.keys), "members": self.members}
+
+    @classmethod
+    def from_dict(cls, data: dict, *, source: str | None = None) -> "ShardInfo":
+        """An entry as read from JSON (unknown fields, such as a sidecar's ``failures``,
+        are ignored); a missing field is a :class:`ShardError` naming ``source``."""
+        try:
+            return cls(str(data["name"]), int(data["samples"]), int(data["bytes"]),
+                       data.get("sha256"), tuple(data["keys"]), dict(data["members"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ShardError(f"malformed shard entry ({type(err).__name__}: {err})",
+                             source=source or str(data.get("name", "?")),
+                             hint="re-pack this dataset") from err
 
 
 def encode_member(value) -> bytes:
