@@ -569,6 +569,28 @@ def test_video_shards_decode_on_the_fly_into_layouts(packed):
         cvload.ShardDataset(out / "video", decode="optical-flow")
 
 
+def test_decode_kinds_raw_custom_and_metadata(packed):
+    """Each ``decode=`` kind gives what it documents on the same packed sample."""
+    _, out, _ = packed
+    auto = cvload.ShardDataset(out / "video")
+    assert auto.decoding.kind == "auto" and "json" not in auto[0]
+    assert auto[0]["rgb"].dtype == torch.uint8 and auto[0]["rgb"].shape[1] == 3
+    raw = cvload.ShardDataset(out / "video", decode="raw")
+    sample = raw[0]
+    assert raw.decoding.kind == "raw" and isinstance(sample["mp4"], bytes)
+    assert sample["mp4"][4:8] == b"ftyp" and sample["json"]["video_id"] in sample["__key__"]
+    seen = []
+    custom = cvload.ShardDataset(out / "video",
+                                 decode=lambda members: {"suffixes": sorted(seen.append(1) or members)})
+    assert custom.decoding.kind == "custom" and custom[2]["suffixes"] == ["cls", "json", "mp4"]
+    assert seen == [1]
+    meta = cvload.ShardDataset(out / "video", decode="mvcgc", metadata=True)
+    assert meta.decoding.kind == "clips" and meta[0]["json"]["format"] == "video"
+    assert not meta.decoding.copy_only and "mv" in meta[0]
+    with pytest.raises(InvalidArgumentError, match="not int"):
+        cvload.ShardDataset(out / "video", decode=3)
+
+
 def test_corrupt_video_member_names_shard_and_member(packed, tmp_path):
     _, out, _ = packed
     broken = tmp_path / "video"

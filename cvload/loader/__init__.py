@@ -155,7 +155,7 @@ class DataLoader(tud.DataLoader):
                                    sampler=sampler, batch_sampler=batch_sampler,
                                    drop_last=drop_last, seed=self._seed, handler=self._handler,
                                    stacked=stacked)
-            copy_only = (dataset.format in ("codes", "rgb") and dataset.decode is None
+            copy_only = (dataset.format in ("codes", "rgb") and dataset.decoding.copy_only
                          and stacked and worker_init_fn is None)
             if worker_type == "auto":
                 worker_type = "process"

@@ -12,8 +12,6 @@ refused), ``.pyd``/``.pickle`` members make their sample an :class:`UnsafeShardE
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import mmap
 import os
 import threading
@@ -32,14 +30,8 @@ from cvload.errors import (
     UnsafeShardError,
 )
 from cvload.shards._codes_path import codes_assemble, codes_rows
-from cvload.shards._npy import npy_array
-from cvload.shards._sources import (
-    IMAGE_MEMBER,
-    VIDEO_MEMBERS,
-    expand_sources,
-    resolve_sources,
-    unsafe_member,
-)
+from cvload.shards._members import MemberDecoding
+from cvload.shards._sources import expand_sources, resolve_sources, unsafe_member
 
 __all__ = ["ShardDataset", "expand_sources"]
 
@@ -59,14 +51,15 @@ class ShardDataset(torch.utils.data.Dataset):
         handler: ``"raise"`` | ``"warn"`` | ``"skip"`` for bad samples (corrupt member,
             truncated or missing shard, unsafe member). Skips are counted in
             :attr:`skipped` (per process; :class:`cvload.DataLoader` gathers them).
-        decode: how samples are decoded. ``None`` chooses by format: ``codes`` ->
-            ``codes`` ``(t, h, w, groups)`` uint8/uint16 tensor; ``rgb`` -> ``rgb``
-            ``(T, 3, H, W)`` uint8; ``video`` -> the ``rgb`` layout of every packed clip
-            (``num_frames`` = the packed clip length, centred). A layout name
+        decode: how member bytes become a sample (resolved once into
+            :attr:`decoding`, a :class:`MemberDecoding`): ``None`` by format (``codes``
+            -> ``codes`` ``(t, h, w, groups)`` uint8/uint16; ``rgb`` -> ``rgb``
+            ``(T, 3, H, W)`` uint8; ``video`` -> the ``rgb`` layout of every packed clip,
+            ``num_frames`` = the packed clip length, centred); a layout name
             (``"rgb"``, ``"mvcgc"``, ``"imrnet"``, ``"coviar"``) or a
-            :class:`cvload.video.ClipDecoder` decodes ``video`` members on the fly into
-            that layout. ``"raw"`` returns member bytes (``.npy`` still parsed safely). A
-            callable gets ``{suffix: bytes}`` and returns the sample dict.
+            :class:`cvload.video.ClipDecoder`: video members decoded on the fly into
+            that layout; ``"raw"``: member bytes (``.npy`` still parsed safely); a
+            callable: gets ``{suffix: bytes}`` and returns the sample dict.
         metadata: also return each sample's ``json`` member (a dict) under ``"json"``.
         shuffle_block: with shuffling, samples are mixed within groups of this many
             shards (after the shard order is shuffled); ``None`` mixes all of them.
@@ -97,7 +90,9 @@ class ShardDataset(torch.utils.data.Dataset):
             raise InvalidArgumentError(f"Invalid shuffle_block={shuffle_block!r}: must be >= 1.")
         self.shuffle_block = None if shuffle_block is None else int(shuffle_block)
         self.decode = decode
-        self.clip_decoder = self._clip_decoder(decode)
+        self.decoding = MemberDecoding.resolve(
+            decode, format=self.format, clip_frames=int(self.extra.get("clip_frames", 16)),
+            metadata=metadata)
         counts = np.array([e.samples for e in self.entries], dtype=np.int64)
         self.shard_counts = counts
         self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -107,27 +102,6 @@ class ShardDataset(torch.utils.data.Dataset):
         self._lock = threading.Lock()
 
     # -- description ---------------------------------------------------------------------
-
-    def _clip_decoder(self, decode):
-        from cvload.video import LAYOUTS, ClipDecoder
-
-        if isinstance(decode, ClipDecoder):
-            return decode
-        if decode is None and self.format == "video":
-            frames = int(self.extra.get("clip_frames", 16))
-            return ClipDecoder("rgb", num_frames=frames, sampling="center")
-        if isinstance(decode, str):
-            if decode in LAYOUTS:
-                frames = int(self.extra.get("clip_frames", 16))
-                return ClipDecoder(decode, num_frames=frames if decode in ("rgb", "mvcgc") else 2)
-            if decode != "raw":
-                raise InvalidArgumentError(
-                    f"Invalid decode {decode!r}. Supported values are None, 'raw', a layout "
-                    f"({', '.join(map(repr, LAYOUTS))}), a ClipDecoder or a callable.")
-        elif decode is not None and not callable(decode):
-            raise InvalidArgumentError(f"decode must be a string, a ClipDecoder or a callable, "
-                                       f"not {type(decode).__name__}")
-        return None
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -251,13 +225,14 @@ class ShardDataset(torch.utils.data.Dataset):
         sample: dict = {"__key__": key, "__index__": index}
         raw: dict[str, object] = {}
         for suffix, span in members.items():
-            if suffix == "json" and not self.metadata and self.decode is None:
-                continue
-            raw[suffix] = self._bytes(buffer, shard, key, suffix, span, stats)
+            if self.decoding.wants(suffix):
+                raw[suffix] = self._bytes(buffer, shard, key, suffix, span, stats)
         stats.read += time.perf_counter() - started
         started = time.perf_counter()
         try:
-            sample.update(self._decode(raw, shard, key, index, epoch))
+            sample.update(self.decoding.decode(
+                raw, self._where(shard, key),
+                lambda: np.random.default_rng([self.seed, epoch, index])))
         except CvloadError:
             raise
         except (ValueError, KeyError, OSError, TypeError) as err:
@@ -265,42 +240,6 @@ class ShardDataset(torch.utils.data.Dataset):
                              source=self._where(shard, key)) from err
         stats.decode += time.perf_counter() - started
         return sample
-
-    def _decode(self, raw: dict, shard: int, key: str, index: int, epoch: int) -> dict:
-        if callable(self.decode) and not isinstance(self.decode, str) and self.clip_decoder is None:
-            return self.decode({s: bytes(v) for s, v in raw.items()})
-        out: dict = {}
-        frames: list[tuple[int, str]] = []
-        for suffix, data in raw.items():
-            where = self._where(shard, key, suffix)
-            if suffix == "cls":
-                out["label"] = torch.tensor(int(bytes(data).decode().strip()), dtype=torch.int64)
-            elif suffix == "json":
-                if self.metadata or self.decode == "raw":
-                    out["json"] = json.loads(bytes(data))
-            elif suffix.endswith("npy"):
-                array = np.array(npy_array(data, 0, len(data), where))  # own copy
-                name = suffix[:-4] or "npy"
-                if name == "rgb" and array.ndim == 4 and self.decode != "raw":
-                    array = np.ascontiguousarray(np.moveaxis(array, -1, 1))
-                out[name] = torch.from_numpy(array)
-            elif suffix in VIDEO_MEMBERS and self.clip_decoder is not None:
-                member = io.BytesIO(bytes(data))
-                member.name = where
-                rng = np.random.default_rng([self.seed, epoch, index])
-                out.update(self.clip_decoder(member, rng=rng))
-            elif IMAGE_MEMBER.match(suffix) and self.decode != "raw":
-                frames.append((int(IMAGE_MEMBER.match(suffix).group(1)), suffix))
-            else:
-                out[suffix] = bytes(data)
-        if frames:
-            from PIL import Image
-
-            images = [np.asarray(Image.open(io.BytesIO(bytes(raw[s]))).convert("RGB"))
-                      for _, s in sorted(frames)]
-            out["rgb"] = torch.from_numpy(np.ascontiguousarray(
-                np.moveaxis(np.stack(images), -1, 1)))
-        return out
 
     # -- the torch protocol ----------------------------------------------------------------
 
@@ -328,8 +267,7 @@ class ShardDataset(torch.utils.data.Dataset):
 
 
     def _fast_codes(self, request: BatchRequest) -> bool:
-        return (request.stacked and self.format == "codes" and self.decode is None
-                and not self.metadata)
+        return request.stacked and self.format == "codes" and self.decoding.copy_only
 
     @staticmethod
     def _counter(request: BatchRequest) -> SkipCounter:
