@@ -1,4 +1,4 @@
-"""``CompressedClip``: what reading a clip returns (a leaf module)."""
+"""``CompressedClip``, what reading a clip returns, and ``DecodedFrame``, what it is assembled from (a leaf module)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
-__all__ = ["CompressedClip"]
+__all__ = ["CompressedClip", "DecodedFrame"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -71,3 +71,15 @@ class CompressedClip:
         if self.accumulate:
             parts.append("accumulate=True")
         return f"CompressedClip({', '.join(parts)})"
+
+
+@dataclass
+class DecodedFrame:
+    """One decoded frame as a clip needs it: picture type (``I``/``P``/``B``), pts, and
+    only what is used of it: RGB, exported vectors, or luma to estimate vectors from."""
+
+    type: str
+    pts: int
+    rgb: np.ndarray | None = None
+    vectors: np.ndarray | None = None
+    luma: np.ndarray | None = None

@@ -26,7 +26,7 @@ from cvload.video._capabilities import ZERO_BFRAME_VECTOR_CODECS
 from cvload.video._order import SeekMissed, presentation_frames
 from cvload.video._probe import VideoInfo, pict_letter, probe
 from cvload.video._source import Source, open_video, source_name, to_gray, to_rgb
-from cvload.video._clip import CompressedClip
+from cvload.video._clip import CompressedClip, DecodedFrame
 from cvload.video._options import STREAMS, MvSource, ReadOptions
 from cvload.video._motion import (
     _BFrameWithoutVectors,
@@ -40,7 +40,8 @@ from cvload.video._motion import (
 from cvload.video._predict import _assemble
 from cvload.video._side_data import motion_side_data, vectors_from_side_data
 
-__all__ = ["CompressedClip", "MvSource", "ReadOptions", "STREAMS", "read_clip", "read_frames"]
+__all__ = ["CompressedClip", "DecodedFrame", "MvSource", "ReadOptions", "STREAMS", "read_clip",
+           "read_frames"]
 
 
 
@@ -144,7 +145,7 @@ class _Request:
     threads: int
 
 
-def _collect(request: _Request, estimated: bool) -> dict[int, dict]:
+def _collect(request: _Request, estimated: bool) -> dict[int, DecodedFrame]:
     """Decode the frames of ``request``: seeking first, from the start if that fails."""
     info, indices = request.info, request.indices
     keyframes = np.asarray(info.keyframes, np.int64)
@@ -175,71 +176,109 @@ def _collect(request: _Request, estimated: bool) -> dict[int, dict]:
              "video with handler='skip'")
 
 
-def _decode_span(request: _Request, ordered, first_key: int, estimated: bool) -> dict:
-    """Records of the frames from ``first_key`` to the last one needed (``ordered`` gives
-    ``(index, frame)`` in presentation order): type, pts, and RGB, vectors or luma only
-    where the request uses them."""
-    info, streams, accumulate = request.info, request.streams, request.accumulate
-    indices = request.indices
-    keyset = set(info.keyframes)
-    last = int(indices[-1])
-    wanted = set(indices.tolist())
-    need_residual = "residual" in streams
-    need_rgb = "rgb" in streams or need_residual
-    want_iframe = "iframe" in streams
-    vectors = request.want_mv and not estimated
-    undecided = vectors and _exports(info) is None
-    frames: dict[int, dict] = {}
-    reference = None  # (index, decoded frame) of the latest possible reference
-    previous = None  # (index, decoded frame) just before this one
-    future_needed = False  # a requested B-frame waits for its future reference
+@dataclass(frozen=True)
+class _Needs:
+    """What each frame index needs, decided from the request before decoding."""
+
+    wanted: frozenset
+    keyframes: frozenset
+    last: int
+    rgb: bool  # requested frames need RGB (rgb, or residual against their own pixels)
+    residual: bool
+    iframe: bool
+    accumulate: bool
+    vectors: bool  # exported vectors are read (not estimated)
+    estimated: bool
+
+    @classmethod
+    def of(cls, request: "_Request", estimated: bool) -> "_Needs":
+        streams = request.streams
+        return cls(frozenset(request.indices.tolist()), frozenset(request.info.keyframes),
+                   int(request.indices[-1]), "rgb" in streams or "residual" in streams,
+                   "residual" in streams, "iframe" in streams, request.accumulate,
+                   request.want_mv and not estimated, estimated)
+
+    def rgb_of(self, index: int) -> bool:
+        """RGB converted as soon as decoded: requested frames, and keyframes that give
+        I-frames or the base that accumulated residuals warp (plain residuals convert
+        their references lazily, see :class:`_References`)."""
+        if index in self.wanted:
+            return self.rgb
+        return index in self.keyframes and (self.iframe or (self.residual and self.accumulate))
+
+    def motion_of(self, index: int) -> bool:
+        """Vectors (or luma to estimate them): requested frames, and with
+        ``accumulate`` every frame of the chain."""
+        return index in self.wanted or self.accumulate
+
+
+class _References:
+    """Plain residuals need the RGB of the references their requested frames predict
+    from; those are converted only when such a frame turns up (a requested B-frame also
+    waits for its future reference)."""
+
+    def __init__(self, needs: _Needs) -> None:
+        self.active = needs.residual and not needs.accumulate
+        self.estimated = needs.estimated
+        self.reference = None  # (record, decoded frame) of the latest possible reference
+        self.future_needed = False
+
+    def update(self, record: DecodedFrame, frame, requested: bool) -> None:
+        if not self.active:
+            return
+        kind = record.type
+        if requested and self.reference is not None and kind != "I":
+            ref_record, ref_frame = self.reference
+            if ref_record.rgb is None:
+                ref_record.rgb = to_rgb(ref_frame)
+        if self.future_needed and kind != "B":  # the future reference of a requested B
+            if record.rgb is None:
+                record.rgb = to_rgb(frame)
+            self.future_needed = False
+        if requested and kind == "B" and not self.estimated:
+            self.future_needed = True
+        if self.estimated or kind != "B":
+            self.reference = (record, frame)
+
+
+def _decode_span(request: _Request, ordered, first_key: int,
+                 estimated: bool) -> dict[int, DecodedFrame]:
+    """The frames from ``first_key`` to the last one needed (``ordered`` gives ``(index,
+    frame)`` in presentation order), each holding only what the request uses of it."""
+    info = request.info
+    needs = _Needs.of(request, estimated)
+    undecided = needs.vectors and _exports(info) is None
+    zero_b_vectors = info.codec in ZERO_BFRAME_VECTOR_CODECS
+    references = _References(needs)
+    frames: dict[int, DecodedFrame] = {}
+    previous = None  # (record, decoded frame) just before this one
     for index, frame in ordered:
-        if index > last and not future_needed:
+        if index > needs.last and not references.future_needed:
             break
-        kind = pict_letter(frame)
-        record = {"type": kind, "pts": -1 if frame.pts is None else int(frame.pts)}
-        requested = index in wanted
-        if (requested and need_rgb) or (index in keyset and (
-                want_iframe or (need_residual and accumulate))):
-            # accumulated residuals warp the GOP's I-frame; plain residuals convert their
-            # references lazily (see `reference` below)
-            record["rgb"] = to_rgb(frame)
-        # Vectors (or luma to estimate them) only where they are used: requested frames,
-        # and with accumulate=True every frame of the chain.
-        if requested or accumulate:
-            if estimated:
-                record["luma"] = to_gray(frame)
-                if previous is not None and "luma" not in frames[previous[0]]:
-                    frames[previous[0]]["luma"] = to_gray(previous[1])
-            elif vectors:
-                if requested and kind == "B" and info.codec in ZERO_BFRAME_VECTOR_CODECS:
-                    raise _BFrameWithoutVectors(index)  # its vectors would be silent zeros
-                side_data = motion_side_data(frame)
-                if undecided:
-                    _learn_exports(info, frame, side_data)
-                    undecided = _undecided(info)
-                record["vectors"] = vectors_from_side_data(side_data)
-                del side_data
+        requested = index in needs.wanted
+        record = DecodedFrame(pict_letter(frame), -1 if frame.pts is None else int(frame.pts))
+        if needs.rgb_of(index):
+            record.rgb = to_rgb(frame)
+        if needs.motion_of(index) and estimated:
+            record.luma = to_gray(frame)
+            if previous is not None and previous[0].luma is None:
+                previous[0].luma = to_gray(previous[1])
+        elif needs.motion_of(index) and needs.vectors:
+            if requested and record.type == "B" and zero_b_vectors:
+                raise _BFrameWithoutVectors(index)  # its vectors would be silent zeros
+            side_data = motion_side_data(frame)
+            if undecided:
+                _learn_exports(info, frame, side_data)
+                undecided = _undecided(info)
+            record.vectors = vectors_from_side_data(side_data)
+            del side_data
         elif undecided:
             _learn_exports(info, frame, motion_side_data(frame))
             undecided = _undecided(info)
-        previous = (index, frame)
         frames[index] = record
-        if need_residual and not accumulate:
-            # Convert a reference only when a requested frame predicts from it.
-            if requested and reference is not None and kind != "I":
-                ref_index, ref_frame = reference
-                if "rgb" not in frames[ref_index]:
-                    frames[ref_index]["rgb"] = to_rgb(ref_frame)
-            if future_needed and kind != "B":  # future reference of a requested B
-                if "rgb" not in record:
-                    record["rgb"] = to_rgb(frame)
-                future_needed = False
-            if requested and kind == "B" and not estimated:
-                future_needed = True
-            if estimated or kind != "B":
-                reference = (index, frame)
+        references.update(record, frame, requested)
+        previous = (record, frame)
         del frame
-        if index >= last and not future_needed:
+        if index >= needs.last and not references.future_needed:
             break
     return frames

@@ -6,40 +6,40 @@ residuals (plain and accumulated back to the I-frame), and resizing."""
 import numpy as np
 
 import cvload_ext
-from cvload.video._clip import CompressedClip
+from cvload.video._clip import CompressedClip, DecodedFrame
 from cvload.video._options import ReadOptions
 from cvload.video._motion import estimate_vectors, motion_field
 from cvload.video._side_data import _EMPTY_MVS
 
 __all__ = ["predict"]
 
-def _references(frames: dict[int, dict], estimated: bool):
+def _references(frames: dict[int, DecodedFrame], estimated: bool):
     """For every decoded index: (past reference index, future reference index or None)."""
     order = sorted(frames)
     refs: dict[int, tuple[int | None, int | None]] = {}
     last_ref: int | None = None
     for pos, i in enumerate(order):
-        kind = frames[i]["type"]
+        kind = frames[i].type
         if estimated:
             refs[i] = (order[pos - 1] if pos > 0 else None, None)
             continue
         future = None
         if kind == "B":
-            future = next((j for j in order[pos + 1:] if frames[j]["type"] != "B"), None)
+            future = next((j for j in order[pos + 1:] if frames[j].type != "B"), None)
         refs[i] = (last_ref, future)
         if kind != "B":
             last_ref = i
     return refs
 
 
-def _assemble(name: str, info, frames: dict[int, dict], indices: np.ndarray,
+def _assemble(name: str, info, frames: dict[int, DecodedFrame], indices: np.ndarray,
               options: ReadOptions, estimated: bool) -> CompressedClip:
     """The clip of ``indices`` from the decoded ``frames`` records, as ``options`` asks."""
     streams, size, mv_grid = options.streams, options.size, options.mv_grid
     accumulate = options.accumulate
     keyframes = np.asarray(info.keyframes, np.int64)
     height, width = info.height, info.width
-    any_rgb = next((r["rgb"] for r in frames.values() if "rgb" in r), None)
+    any_rgb = next((r.rgb for r in frames.values() if r.rgb is not None), None)
     if any_rgb is not None:
         height, width = any_rgb.shape[:2]
     refs = _references(frames, estimated)
@@ -47,8 +47,8 @@ def _assemble(name: str, info, frames: dict[int, dict], indices: np.ndarray,
     need_residual = "residual" in streams
     t = len(indices)
     gop_ids = np.searchsorted(keyframes, indices, side="right").astype(np.int64) - 1
-    types = "".join(frames[int(i)]["type"] for i in indices)
-    pts = np.array([frames[int(i)]["pts"] for i in indices], np.int64)
+    types = "".join(frames[int(i)].type for i in indices)
+    pts = np.array([frames[int(i)].pts for i in indices], np.int64)
 
     # Vectors per frame: exported or estimated against the previous frame.
     if estimated:
@@ -58,10 +58,10 @@ def _assemble(name: str, info, frames: dict[int, dict], indices: np.ndarray,
             if i not in requested and not accumulate:
                 continue  # only requested frames (and, accumulating, the whole chain)
             past = refs[i][0]
-            r["vectors"] = (_EMPTY_MVS if past is None or r["type"] == "I" and i in keyframes
-                            else estimate_vectors(r["luma"], frames[past]["luma"]))
+            r.vectors = (_EMPTY_MVS if past is None or r.type == "I" and i in keyframes
+                            else estimate_vectors(r.luma, frames[past].luma))
 
-    rgb = np.stack([frames[int(i)]["rgb"] for i in indices]) if "rgb" in streams else None
+    rgb = np.stack([frames[int(i)].rgb for i in indices]) if "rgb" in streams else None
     mv = residual = None
     if accumulate:
         mv, residual = _accumulated(frames, refs, indices, keyframes, height, width, mv_grid,
@@ -72,7 +72,7 @@ def _assemble(name: str, info, frames: dict[int, dict], indices: np.ndarray,
         if want_mv:
             mv = np.empty((t, -(-height // mv_grid), -(-width // mv_grid), 4), np.float32)
             for k, i in enumerate(indices):
-                motion_field(frames[int(i)]["vectors"], height, width, grid=mv_grid, out=mv[k])
+                motion_field(frames[int(i)].vectors, height, width, grid=mv_grid, out=mv[k])
         if need_residual:
             residual = np.empty((t, height, width, 3), np.int16)
             scratch: dict = {}
@@ -81,7 +81,7 @@ def _assemble(name: str, info, frames: dict[int, dict], indices: np.ndarray,
     iframe = iframe_gops = None
     if "iframe" in streams:
         iframe_gops = np.unique(gop_ids)
-        iframe = np.stack([frames[int(keyframes[g])]["rgb"] for g in iframe_gops])
+        iframe = np.stack([frames[int(keyframes[g])].rgb for g in iframe_gops])
     if size is not None:
         rgb, mv, residual, iframe = _resize(size, rgb, mv, residual, iframe, height, width)
     return CompressedClip(
@@ -100,26 +100,26 @@ def predict(frames, refs, index: int, scratch: dict | None = None) -> np.ndarray
     """
     record = frames[index]
     past, future = refs[index]
-    if past is None or record["type"] == "I":
-        return record["rgb"]  # intra: predicted by itself, residual 0
-    ref0 = frames[past]["rgb"]
-    ref1 = frames[future]["rgb"] if future is not None else ref0
+    if past is None or record.type == "I":
+        return record.rgb  # intra: predicted by itself, residual 0
+    ref0 = frames[past].rgb
+    ref1 = frames[future].rgb if future is not None else ref0
     scratch = {} if scratch is None else scratch
     out = scratch.get("prediction")
     if out is None or out.shape != ref0.shape:
         out = scratch["prediction"] = np.empty_like(ref0)
         scratch["count"] = np.empty(ref0.shape[:2], np.uint8)
-    cvload_ext.motion_compensate(ref0, ref1, record["vectors"], scratch["count"], out)
+    cvload_ext.motion_compensate(ref0, ref1, record.vectors, scratch["count"], out)
     return out
 
 
 def _residual(frames, refs, index: int, out: np.ndarray, scratch: dict) -> np.ndarray:
     """``frame - prediction`` into ``out`` (int16), in one pass; 0 for intra frames."""
     record = frames[index]
-    if refs[index][0] is None or record["type"] == "I":
+    if refs[index][0] is None or record.type == "I":
         out.fill(0)  # predicted by itself (see `predict`): nothing to subtract
     else:
-        cvload_ext.subtract(record["rgb"], predict(frames, refs, index, scratch), out)
+        cvload_ext.subtract(record.rgb, predict(frames, refs, index, scratch), out)
     return out
 
 
@@ -134,11 +134,11 @@ def _accumulated(frames, refs, indices, keyframes, height, width, grid, need_res
     acc: dict[int, np.ndarray] = {}
     for i in sorted(frames):
         past = refs[i][0]
-        if frames[i]["type"] == "I" or past is None or past not in acc or i in keyframes:
+        if frames[i].type == "I" or past is None or past not in acc or i in keyframes:
             acc[i] = np.zeros((height, width, 2), np.float32)
             continue
         out = np.empty((height, width, 2), np.float32)
-        cvload_ext.accumulate_motion(acc[past], _pixel_l0(frames[i]["vectors"], height, width),
+        cvload_ext.accumulate_motion(acc[past], _pixel_l0(frames[i].vectors, height, width),
                                      out)
         acc[i] = out
     # cell centres, as motion_field rasterises them: ceil(H/grid) x ceil(W/grid) cells,
@@ -152,10 +152,10 @@ def _accumulated(frames, refs, indices, keyframes, height, width, grid, need_res
         for i in indices:
             i = int(i)
             key = int(keyframes[np.searchsorted(keyframes, i, side="right") - 1])
-            warped = np.empty_like(frames[i]["rgb"])
-            cvload_ext.warp(frames[key]["rgb"], acc[i], warped)
+            warped = np.empty_like(frames[i].rgb)
+            cvload_ext.warp(frames[key].rgb, acc[i], warped)
             diff = np.empty(warped.shape, np.int16)
-            cvload_ext.subtract(frames[i]["rgb"], warped, diff)
+            cvload_ext.subtract(frames[i].rgb, warped, diff)
             res.append(diff)
         residual = np.stack(res)
     return mv, residual
