@@ -86,7 +86,7 @@ def _cmd_eval_codec(args: argparse.Namespace) -> int:
 
     codec = VideoCodec.load(args.codec)
     report = evaluate(codec, _video_files(args.videos), clips=args.clips, device=args.device,
-                      seed=args.seed, baselines=not args.no_baselines, frame_range=args.frames)
+                      baselines=not args.no_baselines, frame_range=args.frames)
     print(format_report(report))
     if args.json:
         with open(args.json, "w") as f:
@@ -269,7 +269,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=int, default=8)
     p.add_argument("--json", default=None, help="also write the report as JSON")
     p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--frames", type=_fraction_range, default=(0.0, 1.0),
                    help="evaluate on this fraction of every video's frames, e.g. 0.8:1")

@@ -137,18 +137,19 @@ def block_mean_at_bytes(clip: np.ndarray, target_bytes: int) -> dict:
 
 
 def evaluate(codec: VideoCodec, videos: Sequence[str | os.PathLike[str]], *,
-             clips: int = 8, batch_size: int = 4, device: str = "auto", seed: int = 0,
+             clips: int = 8, batch_size: int = 4, device: str = "auto",
              baselines: bool = True, frame_range: tuple[float, float] = (0.0, 1.0)) -> dict:
     """Reconstruction quality, code usage, compression and speed on clips of ``videos``
     at the codec's clip shape, and at the same bytes per clip: JPEG, H.264, the
-    equal-bytes thumbnail and block-mean coding."""
+    equal-bytes thumbnail and block-mean coding. The clips are deterministic: evenly
+    spaced whole-frame clips of every video in turn (nothing is drawn at random)."""
     dev = resolve_device(device)
     codec = codec.to(dev).eval()
     config = codec.config
     # evenly spaced whole-frame clips of every video, in turn: distinct clips wherever the
     # videos are long enough
     dataset, loader = clip_loader([os.fspath(v) for v in videos], config, batch_size=batch_size,
-                                  sampling="spread", seed=seed, shuffle=False,
+                                  sampling="spread", shuffle=False,
                                   clips_per_epoch=clips, frame_range=frame_range)
     data = [b for b in loader if b is not None]
     if not data:

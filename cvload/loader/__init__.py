@@ -32,7 +32,7 @@ stream one batch ahead, batched transforms, their timings), ``_stats`` (:class:`
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import torch
 import torch.utils.data as tud
@@ -44,7 +44,9 @@ from cvload.loader._stats import LoaderStats
 from cvload.loader._workers import _ShardCollate, _thread_batches, _worker_init
 from cvload.shards import ShardDataset
 
-__all__ = ["DataLoader", "LoaderStats", "ShardBatchSampler", "distributed_context"]
+__all__ = ["DataLoader", "LoaderStats", "ShardBatchSampler", "WorkerType", "distributed_context"]
+
+WorkerType = Literal["auto", "process", "thread", "inline"]
 
 
 STATE_VERSION = 1

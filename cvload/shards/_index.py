@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Literal
 
 from cvload._util import atomic_write
 from cvload.errors import ShardError
@@ -21,7 +22,7 @@ class ShardIndex:
     per shard a :class:`ShardInfo` (name, sample count, bytes, sha256, keys and member
     byte ranges)."""
 
-    format: str
+    format: Literal["codes", "video", "rgb"]
     shards: list[ShardInfo] = field(default_factory=list)
     codec_id: str | None = None
     schema_version: int = SCHEMA_VERSION

@@ -42,7 +42,7 @@ class PackResult:
     every work unit is done), ``skipped_shards`` work units found finished."""
 
     out: str
-    format: str
+    format: Format
     videos: int
     clips: int
     shards: int

@@ -16,7 +16,7 @@ import mmap
 import os
 import threading
 import time
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -81,7 +81,7 @@ class ShardDataset(torch.utils.data.Dataset):
     ) -> None:
         self.skipped = SkipCounter(handler)
         self.paths, self.entries, meta = resolve_sources(source, self.skipped)
-        self.format: str = meta["format"]
+        self.format: Literal["codes", "video", "rgb", "unknown"] = meta["format"]
         self.codec_id: str | None = meta["codec_id"]
         self.extra: dict = meta["extra"] or {}
         self.shuffle, self.seed = bool(shuffle), int(seed)

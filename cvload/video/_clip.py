@@ -1,4 +1,4 @@
-"""``CompressedClip``, what reading a clip returns, and ``DecodedFrame``, what it is assembled from (a leaf module)."""
+"""``CompressedClip``, what reading a clip returns, and ``FrameRecord``, what it is assembled from (a leaf module)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
-__all__ = ["CompressedClip", "DecodedFrame"]
+__all__ = ["CompressedClip", "FrameRecord"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -74,7 +74,7 @@ class CompressedClip:
 
 
 @dataclass
-class DecodedFrame:
+class FrameRecord:
     """One decoded frame as a clip needs it: picture type (``I``/``P``/``B``), pts, and
     only what is used of it: RGB, exported vectors, or luma to estimate vectors from."""
 

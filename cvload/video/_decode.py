@@ -26,7 +26,7 @@ from cvload.video._capabilities import ZERO_BFRAME_VECTOR_CODECS
 from cvload.video._order import SeekMissed, presentation_frames
 from cvload.video._probe import VideoInfo, pict_letter, probe
 from cvload.video._source import Source, open_video, source_name, to_gray, to_rgb
-from cvload.video._clip import CompressedClip, DecodedFrame
+from cvload.video._clip import CompressedClip, FrameRecord
 from cvload.video._options import STREAMS, MvSource, ReadOptions
 from cvload.video._motion import (
     _BFrameWithoutVectors,
@@ -40,7 +40,7 @@ from cvload.video._motion import (
 from cvload.video._predict import _assemble
 from cvload.video._side_data import motion_side_data, vectors_from_side_data
 
-__all__ = ["CompressedClip", "DecodedFrame", "MvSource", "ReadOptions", "STREAMS", "read_clip",
+__all__ = ["CompressedClip", "FrameRecord", "MvSource", "ReadOptions", "STREAMS", "read_clip",
            "read_frames"]
 
 
@@ -145,7 +145,7 @@ class _Request:
     threads: int
 
 
-def _collect(request: _Request, estimated: bool) -> dict[int, DecodedFrame]:
+def _collect(request: _Request, estimated: bool) -> dict[int, FrameRecord]:
     """Decode the frames of ``request``: seeking first, from the start if that fails."""
     info, indices = request.info, request.indices
     keyframes = np.asarray(info.keyframes, np.int64)
@@ -202,8 +202,8 @@ class _Needs:
         """RGB converted as soon as decoded: requested frames, and keyframes that give
         I-frames or the base that accumulated residuals warp (plain residuals convert
         their references lazily, see :class:`_References`)."""
-        if index in self.wanted:
-            return self.rgb
+        if index in self.wanted and self.rgb:
+            return True
         return index in self.keyframes and (self.iframe or (self.residual and self.accumulate))
 
     def motion_of(self, index: int) -> bool:
@@ -223,7 +223,7 @@ class _References:
         self.reference = None  # (record, decoded frame) of the latest possible reference
         self.future_needed = False
 
-    def update(self, record: DecodedFrame, frame, requested: bool) -> None:
+    def update(self, record: FrameRecord, frame, requested: bool) -> None:
         if not self.active:
             return
         kind = record.type
@@ -242,7 +242,7 @@ class _References:
 
 
 def _decode_span(request: _Request, ordered, first_key: int,
-                 estimated: bool) -> dict[int, DecodedFrame]:
+                 estimated: bool) -> dict[int, FrameRecord]:
     """The frames from ``first_key`` to the last one needed (``ordered`` gives ``(index,
     frame)`` in presentation order), each holding only what the request uses of it."""
     info = request.info
@@ -250,13 +250,13 @@ def _decode_span(request: _Request, ordered, first_key: int,
     undecided = needs.vectors and _exports(info) is None
     zero_b_vectors = info.codec in ZERO_BFRAME_VECTOR_CODECS
     references = _References(needs)
-    frames: dict[int, DecodedFrame] = {}
+    frames: dict[int, FrameRecord] = {}
     previous = None  # (record, decoded frame) just before this one
     for index, frame in ordered:
         if index > needs.last and not references.future_needed:
             break
         requested = index in needs.wanted
-        record = DecodedFrame(pict_letter(frame), -1 if frame.pts is None else int(frame.pts))
+        record = FrameRecord(pict_letter(frame), -1 if frame.pts is None else int(frame.pts))
         if needs.rgb_of(index):
             record.rgb = to_rgb(frame)
         if needs.motion_of(index) and estimated:

@@ -6,14 +6,14 @@ residuals (plain and accumulated back to the I-frame), and resizing."""
 import numpy as np
 
 import cvload_ext
-from cvload.video._clip import CompressedClip, DecodedFrame
+from cvload.video._clip import CompressedClip, FrameRecord
 from cvload.video._options import ReadOptions
 from cvload.video._motion import estimate_vectors, motion_field
 from cvload.video._side_data import _EMPTY_MVS
 
 __all__ = ["predict"]
 
-def _references(frames: dict[int, DecodedFrame], estimated: bool):
+def _references(frames: dict[int, FrameRecord], estimated: bool):
     """For every decoded index: (past reference index, future reference index or None)."""
     order = sorted(frames)
     refs: dict[int, tuple[int | None, int | None]] = {}
@@ -32,7 +32,7 @@ def _references(frames: dict[int, DecodedFrame], estimated: bool):
     return refs
 
 
-def _assemble(name: str, info, frames: dict[int, DecodedFrame], indices: np.ndarray,
+def _assemble(name: str, info, frames: dict[int, FrameRecord], indices: np.ndarray,
               options: ReadOptions, estimated: bool) -> CompressedClip:
     """The clip of ``indices`` from the decoded ``frames`` records, as ``options`` asks."""
     streams, size, mv_grid = options.streams, options.size, options.mv_grid
