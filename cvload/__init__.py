@@ -1,11 +1,13 @@
 """cvload: train video models on compressed video.
 
 Motion vectors, residuals and I-frames decoded on the fly from ordinary video files,
-neural codes in WebDataset shards, and a drop-in ``DataLoader`` that puts them on the GPU.
+neural codes in WebDataset shards, and a drop-in ``DataLoader`` that puts them on the GPU,
+where ``LatentAugment`` applies learned augmentations to codes.
 """
 
 from cvload import errors
 from cvload._alloc import tune_allocator
+from cvload.augment import AugmentationNetwork, LatentAugment
 from cvload.codec import VideoCodec
 from cvload.errors import CvloadError
 from cvload.loader import DataLoader
@@ -25,10 +27,12 @@ from cvload.video import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AugmentationNetwork",
     "CompressedClip",
     "CvloadError",
     "DataLoader",
     "FrameMotion",
+    "LatentAugment",
     "ReadOptions",
     "ShardDataset",
     "VideoCodec",

@@ -94,6 +94,35 @@ def _cmd_eval_codec(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_augnet(args: argparse.Namespace) -> int:
+    from cvload.augment import train
+
+    result = train(args.codec, _video_files(args.videos), out=args.out,
+                   ops=tuple(o.strip() for o in args.ops.split(",") if o.strip()),
+                   steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                   device=args.device, seed=args.seed, resume=args.resume,
+                   checkpoint_every=args.checkpoint_every, val_every=args.val_every,
+                   max_seconds=args.max_minutes * 60 if args.max_minutes else None,
+                   base=args.base)
+    first, last = result.val_loss[0][1], result.val_loss[-1][1]
+    print(f"saved {result.path} (ops {','.join(result.ops)}, codec {result.codec_id}) after "
+          f"{result.steps} steps in {result.seconds:.0f}s; held-out latent L2 {first:.4f} -> "
+          f"{last:.4f} (identity {result.identity_val_loss:.4f})")
+    return 0
+
+
+def _cmd_eval_augnet(args: argparse.Namespace) -> int:
+    from cvload.augment import evaluate, format_report
+
+    report = evaluate(args.augnet, args.codec, _video_files(args.videos), clips=args.clips,
+                      seed=args.seed, device=args.device)
+    print(format_report(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return 0
+
+
 def _cmd_pack(args: argparse.Namespace) -> int:
     from cvload.shards import pack
 
@@ -232,6 +261,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-frames", type=_fraction_range, default=(0.0, 1.0),
                    help="validate --val videos on this fraction of their frames")
     p.set_defaults(func=_cmd_train_codec)
+
+    p = sub.add_parser("train-augnet", help="train a latent augmentation network for a codec")
+    p.add_argument("videos", nargs="+", help="video files, folders or .txt lists")
+    p.add_argument("--codec", required=True, help="the codec file (frozen; from train-codec)")
+    p.add_argument("--ops", default="crop,flip",
+                   help="comma-separated ops served by one network: crop, flip, brightness, "
+                        "saturation, rotation (default: crop,flip)")
+    p.add_argument("--out", required=True, help="where the network is saved (e.g. augnet.pt)")
+    p.add_argument("--steps", type=int, default=1000, help="optimiser steps at most")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per step")
+    p.add_argument("--lr", type=float, default=1e-3,
+                   help="peak learning rate (5%% warm-up, cosine decay)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N]")
+    p.add_argument("--seed", type=int, default=0, help="seed of clips, parameters and weights")
+    p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    p.add_argument("--checkpoint-every", type=int, default=100,
+                   help="steps between writes of the resumable checkpoint OUT.ckpt")
+    p.add_argument("--val-every", type=int, default=100,
+                   help="steps between held-out validation losses (also at step 0)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="training-time budget in minutes (the learning rate decays over it)")
+    p.add_argument("--base", default="resampled", choices=("resampled", "identity"),
+                   help="resampled (default): geometric ops move the token grid first and "
+                        "the network learns the correction; identity: the paper's form")
+    p.set_defaults(func=_cmd_train_augnet)
+
+    p = sub.add_parser("eval-augnet",
+                       help="SSIM/PSNR of learned latent augmentations vs identity and naive ops")
+    p.add_argument("augnet")
+    p.add_argument("videos", nargs="+")
+    p.add_argument("--codec", default=None,
+                   help="the codec the network was trained for (default: the file recorded "
+                        "at training time)")
+    p.add_argument("--clips", type=int, default=8, help="evenly spaced clips evaluated")
+    p.add_argument("--seed", type=int, default=0, help="seed of the op parameters")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", default=None, help="also write the report as JSON")
+    p.set_defaults(func=_cmd_eval_augnet)
 
     p = sub.add_parser("pack", help="pack videos into WebDataset shards (codes, video, rgb)")
     p.add_argument("inputs", nargs="+", help="video files, folders, .txt or .csv (path,label) lists")

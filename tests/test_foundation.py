@@ -66,7 +66,7 @@ def test_doctor_reports_motion_vector_export_truthfully(capsys):
 def test_demo_end_to_end(tmp_path, capsys):
     from cvload._demo import run
 
-    result = run(tmp_path / "demo", videos_per_class=2, codec_steps=4)
+    result = run(tmp_path / "demo", videos_per_class=2, codec_steps=4, augnet_seconds=8)
     out = capsys.readouterr().out
     assert len(result["videos"]) == 10
     assert {v.label for v in result["videos"]} == set(range(5))
@@ -85,10 +85,13 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert {r.format for r in result["shards"].values()} == {"codes", "video", "rgb"}
     assert all(r.index and r.clips > 0 for r in result["shards"].values())
     loading = result["loader"]
-    assert loading["split_ok"] and loading["resume_ok"] and "[6/6]" in out
+    assert loading["split_ok"] and loading["resume_ok"] and "[6/7]" in out
     assert loading["codes"]["samples"] == result["shards"]["codes"].clips
     assert loading["video"]["samples"] == result["shards"]["video"].clips
-    run(tmp_path / "demo", videos_per_class=2, codec_steps=4)
+    augment = result["augment"]
+    assert "[7/7]" in out and "-> S3D.for_codes" in out and augment["ms_per_batch"] > 0
+    assert set(augment["report"]["ops"]) == {"crop", "flip"}
+    run(tmp_path / "demo", videos_per_class=2, codec_steps=4, augnet_seconds=8)
     assert os.path.getmtime(result["videos"][0].path) == mtime
 
 

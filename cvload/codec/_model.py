@@ -318,7 +318,17 @@ class VideoCodec(nn.Module):
     @torch.no_grad()
     def decode(self, codes) -> torch.Tensor:
         """Reconstructed clips ``(B, T, H, W, 3)`` float32 in [0, 1]."""
-        out = self.decoder(self.embed(codes))
+        return self.decode_latents(self.embed(codes))
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Clips ``(B, T, H, W, 3)`` float32 in [0, 1] from latents ``(B, G*d, t, h, w)``
+        (what :meth:`embed` gives, or what an augmentation network made of it)."""
+        expected = self.config.latent_channels
+        if latents.ndim != 5 or latents.shape[1] != expected:
+            raise CodecMismatchError(f"latents of shape {tuple(latents.shape)} do not fit "
+                                     f"this codec: expected (B, {expected}, t, h, w)")
+        out = self.decoder(latents.to(self.device, torch.float32))
         return ((out.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 4, 1).contiguous()
     # -- sizes ----------------------------------------------------------------------------
 

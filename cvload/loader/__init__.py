@@ -62,7 +62,9 @@ class DataLoader(tud.DataLoader):
             memory with ``non_blocking`` copies, and the next batch is copied on a side
             stream while the current one is in use.
         gpu_transforms: callables ``batch -> batch`` applied on ``device``, batched, in
-            the main process (for instance :class:`cvload.augment` transforms).
+            the main process (for instance :class:`cvload.LatentAugment`). A transform
+            with ``check_dataset(dataset)`` is shown the dataset once (to refuse codes of
+            another codec); one with ``set_epoch(epoch)`` is told each pass's epoch.
         seed: seeds shuffling (``None``: the dataset's seed, else 0). With a plain dataset
             and ``shuffle=True`` without a ``generator``, the sampler's generator is
             seeded from ``(seed, epoch)``, so epochs are reproducible and resumable.
@@ -141,6 +143,9 @@ class DataLoader(tud.DataLoader):
             if not callable(transform):
                 raise InvalidArgumentError(f"gpu_transforms holds {transform!r}, which is not "
                                            "callable; pass functions or modules batch -> batch")
+            check = getattr(transform, "check_dataset", None)
+            if callable(check):
+                check(dataset)
         self._epoch = 0
         self._epoch_set = False
         self._completed_epoch = False

@@ -63,6 +63,14 @@ class DeviceStage:
         self.stream = torch.cuda.Stream(device) if self.cuda else None
         self.timings: list = []
 
+    def begin_epoch(self, epoch: int) -> None:
+        """Tell every transform with a ``set_epoch(epoch)`` method (random augmentations
+        such as :class:`cvload.LatentAugment`) which epoch this pass is."""
+        for transform in self.transforms:
+            set_epoch = getattr(transform, "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(epoch)
+
     @property
     def bare(self) -> bool:
         """Nothing to do: batches pass through as collate made them."""

@@ -21,6 +21,7 @@ class _Iterator:
         self.loader, self.inner = loader, inner
         self.stage = DeviceStage(loader._device, non_blocking=loader._non_blocking,
                                  transforms=loader._gpu_transforms, stats=loader.stats)
+        self.stage.begin_epoch(loader.epoch)
         self.ahead: tuple | None = None
         self.done = False
 
