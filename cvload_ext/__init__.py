@@ -19,12 +19,14 @@ from cvload_ext.motion import (
     warp,
 )
 from cvload_ext.spans import gather_spans
+from cvload_ext.statistics import cell_gradient_sums
 
 __all__ = [
     "JIT_ENABLED",
     "gather_spans",
     "accumulate_motion",
     "block_match",
+    "cell_gradient_sums",
     "jit",
     "motion_compensate",
     "prange",
