@@ -32,6 +32,17 @@ if not os.path.exists(codec_path):
                     max_seconds=codec_minutes * 60, progress=False)
     print(f"== codec {r.steps} steps in {r.seconds:.0f}s, val {r.val_psnr[-1][1]:.2f} dB",
           flush=True)
+# the resampled base alone (an untrained network is the identity on top of it): how much
+# of the result the grid resampling gives before any learning
+from cvload.augment import AugmentationNetwork, AugNetConfig  # noqa: E402
+from cvload.codec import VideoCodec  # noqa: E402
+
+codec = VideoCodec.load(codec_path)
+c = codec.config
+untrained = AugmentationNetwork(AugNetConfig(c.latent_channels, c.latent_shape(
+    c.clip_frames, *c.size), ("crop", "flip")), codec.codec_id)
+print("== the resampled base alone (untrained network)", flush=True)
+print(format_report(evaluate(untrained, codec, EVAL, clips=12)), flush=True)
 for base in bases:
     out = f"/tmp/cvload-augnet-{base}_{augnet_minutes:g}min.pt"
     for f in (out, out + ".ckpt"):

@@ -244,6 +244,13 @@ def test_latent_augment_in_the_loader_is_reproducible(trained, codec_path, codes
     second = {int(i): z for ids, lat in _latents(loader) for i, z in zip(ids, lat)}
     assert loader.epoch == 1 and set(second) == set(by_id)
     assert any(not torch.equal(by_id[i], second[i]) for i in by_id)
+    # also with the same batches in both epochs (no shuffle): the epoch itself changes them
+    ordered = cvload.DataLoader(cvload.ShardDataset(codes_shards), batch_size=4, device="cpu",
+                                gpu_transforms=[LatentAugment(trained.path, codec_path, p=0.5,
+                                                              seed=7)])
+    epoch0, epoch1 = _latents(ordered), _latents(ordered)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(epoch0, epoch1))
+    assert any(not torch.equal(a[1], b[1]) for a, b in zip(epoch0, epoch1))
     # with p=0 the latents are exactly the codec's embedding of each sample
     codec = VideoCodec.load(codec_path)
     plain = by_id

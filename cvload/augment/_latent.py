@@ -156,10 +156,13 @@ class LatentAugment(nn.Module):
             applied = torch.rand(n, generator=generator) < self.p
             params = torch.where(applied[:, None], params, op.identity(n))
             self.last_params[op.name] = (params, applied)
-            if not bool(applied.any()):
+            chosen = applied.nonzero()[:, 0]
+            if len(chosen) == 0:
                 continue
-            out = self.augnet.apply_op(latents, op, params.to(device))
-            latents = torch.where(applied.to(device)[:, None, None, None, None], out, latents)
+            # the network runs on the chosen samples only (half the batch at p=0.5)
+            out = self.augnet.apply_op(latents[chosen.to(device)], op,
+                                       params[chosen].to(device))
+            latents = latents.index_copy(0, chosen.to(device), out)
         batch = dict(batch)
         if self.output == "latents":
             batch["latents"] = latents
