@@ -140,7 +140,8 @@ def _table(group: str, rows: dict) -> str:
         return format_table(["device", "method", "median ms/batch",
                              "of an S3D-codes step (paired median [IQR])"], out)
     baselines = {"decode": "decode_only", "layouts": "rgb_same_frames", "motion": "mv_only",
-                 "overhead": "torch_dataloader", "probe": "decode_all_frames"}
+                 "overhead": "torch_dataloader", "probe": "decode_all_frames",
+                 "models": "s3d_rgb_fwd_bwd"}
     # a second baseline where a target names one (MV-only vs full RGB decode)
     second = {"decode": "rgb_decode_pyav_default"}.get(group)
     base = baselines.get(group)

@@ -29,12 +29,12 @@ def run(root: str | os.PathLike[str] | None = None, *, videos_per_class: int = 2
     from cvload.synthetic import make_dataset
 
     root = Path(root) if root is not None else cache_dir("demo", "videos")
-    print_fn(f"[1/7] synthetic labelled videos in {root}")
+    print_fn(f"[1/8] synthetic labelled videos in {root}")
     start = time.perf_counter()
     videos = make_dataset(root, videos_per_class=videos_per_class)
     print_fn(f"      {len(videos)} videos ready in {time.perf_counter() - start:.2f}s")
 
-    print_fn("[2/7] probe")
+    print_fn("[2/8] probe")
     rows, infos = [], []
     for v in videos:
         info = probe(v.path)
@@ -55,10 +55,14 @@ def run(root: str | os.PathLike[str] | None = None, *, videos_per_class: int = 2
                        print_fn=print_fn)
     shards = pack_step(root, cache_dir("demo"), codec["path"], print_fn=print_fn)
     loading = loader_step(cache_dir("demo"), codec["path"], print_fn=print_fn)
+    from cvload._demo_models import augment_step, models_step
+
     augment = augment_step(videos, cache_dir("demo"), codec["path"], max_seconds=augnet_seconds,
                            print_fn=print_fn)
+    models = models_step(cache_dir("demo"), print_fn=print_fn)
     return {"root": str(root), "videos": videos, "infos": infos, "odd": odd, "layouts": layouts,
-            "codec": codec, "shards": shards, "loader": loading, "augment": augment}
+            "codec": codec, "shards": shards, "loader": loading, "augment": augment,
+            "models": models}
 
 
 class _EmbedCodes(torch.nn.Module):
@@ -133,7 +137,7 @@ def loader_step(workdir, codec_path, *, print_fn=print) -> dict:
     import cvload
     from cvload.codec import VideoCodec
 
-    print_fn("[6/7] read the shards with cvload.DataLoader (shuffled, 2 workers)")
+    print_fn("[6/8] read the shards with cvload.DataLoader (shuffled, 2 workers)")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rows, out = [], {}
     for fmt in ("codes", "rgb", "video"):
@@ -207,7 +211,7 @@ def pack_step(root, workdir, codec_path, *, print_fn=print) -> dict:
     """Step 5: the same clips as codes, video and rgb shards; bytes per clip."""
     from cvload.shards import inspect_shards, pack
 
-    print_fn("[5/7] pack the labelled videos into WebDataset shards (cvload pack)")
+    print_fn("[5/8] pack the labelled videos into WebDataset shards (cvload pack)")
     rows, results = [], {}
     for fmt, options in (("codes", {"codec": codec_path}), ("video", {}), ("rgb", {"size": 64})):
         out = os.path.join(workdir, f"shards-{fmt}")
@@ -229,7 +233,7 @@ def codec_step(videos, workdir, *, steps: int = 600, max_seconds: float = 75.0,
     evaluate on the 2 held out against JPEG, H.264 and the equal-bytes thumbnail."""
     from cvload.codec import CodecConfig, VideoCodec, evaluate, format_report, train
 
-    print_fn(f"[4/7] neural codec: train up to {steps} steps / {max_seconds:.0f}s, evaluate on "
+    print_fn(f"[4/8] neural codec: train up to {steps} steps / {max_seconds:.0f}s, evaluate on "
              "held-out videos")
     held_out = [v.path for v in videos if v.seed % 1000 == 1][:2]
     training = [v.path for v in videos if v.path not in held_out]
@@ -268,7 +272,7 @@ def decode_layouts(videos, *, print_fn=print) -> dict:
 
     from cvload import VideoDataset
 
-    print_fn("[3/7] decode compressed-domain layouts (DataLoader, 2 workers)")
+    print_fn("[3/8] decode compressed-domain layouts (DataLoader, 2 workers)")
     paths, labels = [v.path for v in videos], [v.label for v in videos]
     rows, shapes = [], {}
     for layout in ("rgb", "mvcgc", "imrnet", "coviar"):
@@ -306,50 +310,3 @@ def decode_layouts(videos, *, print_fn=print) -> dict:
         check.append((name, f"{tx:+d},{ty:+d}", shown, "yes" if ok else "NO"))
     print_fn(format_table(["class", "true px/frame", "from MVs", "match"], check))
     return {"shapes": shapes, "motion_check": check}
-
-
-def augment_step(videos, workdir, codec_path, *, max_seconds: float = 40.0,
-                 print_fn=print) -> dict:
-    """Step 7: learned latent augmentation: train a network for the demo codec (crop and
-    flip), compare it with the naive latent ops and the identity on held-out videos, then
-    apply it on the device inside cvload.DataLoader, feeding S3D on codes."""
-    import cvload
-    from cvload.augment import AugmentationNetwork, evaluate, format_report, train
-    from cvload.codec import VideoCodec
-    from cvload.models import S3D
-
-    print_fn(f"[7/7] learned latent augmentation: train crop+flip for {max_seconds:.0f}s, "
-             "evaluate on held-out videos, apply in the loader")
-    held_out = [v.path for v in videos if v.seed % 1000 == 1][:2]
-    training = [v.path for v in videos if v.path not in held_out]
-    codec = VideoCodec.load(codec_path)
-    out = os.path.join(workdir, f"demo_augnet_{codec.codec_id}_{max_seconds:g}.pt")
-    if os.path.exists(out):
-        print_fn(f"      reusing {out}")
-    else:
-        result = train(codec, training, out=out, ops=("crop", "flip"), steps=10**6,
-                       max_seconds=max_seconds, val_every=50, checkpoint_every=10**6,
-                       progress=False)
-        print_fn(f"      {result.steps} steps in {result.seconds:.0f}s; held-out latent L2 "
-                 f"{result.val_loss[0][1]:.4f} -> {result.val_loss[-1][1]:.4f} (identity "
-                 f"{result.identity_val_loss:.4f})")
-    net = AugmentationNetwork.load(out)
-    report = evaluate(net, codec, held_out, clips=8)
-    print_fn(format_report(report))
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    augment = cvload.LatentAugment(net, codec.to(device), p=0.5, seed=0)
-    loader = cvload.DataLoader(cvload.ShardDataset(os.path.join(workdir, "shards-codes"),
-                                                   shuffle=True), batch_size=8, num_workers=2,
-                               device=device, gpu_transforms=[augment])
-    model = S3D.for_codes(codec, num_classes=4, width=0.25).to(device).eval()
-    started = time.perf_counter()
-    with torch.no_grad():
-        for batch in loader:
-            logits = model(batch["latents"])
-    model_s = time.perf_counter() - started - loader.stats.seconds["wait"]
-    per_batch = loader.stats.seconds["transforms"] / max(1, len(loader))
-    print_fn(f"      DataLoader(gpu_transforms=[LatentAugment]) -> S3D.for_codes: latents "
-             f"{tuple(batch['latents'].shape)} on {device}, logits {tuple(logits.shape)}; "
-             f"augmentation {per_batch * 1000:.1f} ms per batch of 8 "
-             f"({len(loader)} batches, S3D forward and loading {model_s:.1f}s in all)")
-    return {"report": report, "path": out, "ms_per_batch": per_batch * 1000}

@@ -1,6 +1,7 @@
 """cvload_ext's JIT switch, doctor, demo, CLI, and bad sources."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -85,12 +86,16 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert {r.format for r in result["shards"].values()} == {"codes", "video", "rgb"}
     assert all(r.index and r.clips > 0 for r in result["shards"].values())
     loading = result["loader"]
-    assert loading["split_ok"] and loading["resume_ok"] and "[6/7]" in out
+    assert loading["split_ok"] and loading["resume_ok"] and "[6/8]" in out
     assert loading["codes"]["samples"] == result["shards"]["codes"].clips
     assert loading["video"]["samples"] == result["shards"]["video"].clips
     augment = result["augment"]
-    assert "[7/7]" in out and "-> S3D.for_codes" in out and augment["ms_per_batch"] > 0
+    assert "[7/8]" in out and "-> S3D.for_codes" in out and augment["ms_per_batch"] > 0
     assert set(augment["report"]["ops"]) == {"crop", "flip"}
+    rows = result["models"]["rows"]
+    assert "[8/8]" in out and [r[0].split()[0] for r in rows] == ["IMRNet", "MVCGC"]
+    losses = [float(x) for r in rows for x in r[2].split()]
+    assert len(losses) == 6 and all(math.isfinite(x) and x > 0 for x in losses)
     run(tmp_path / "demo", videos_per_class=2, codec_steps=4, augnet_seconds=8)
     assert os.path.getmtime(result["videos"][0].path) == mtime
 
