@@ -7,6 +7,11 @@ import json
 import sys
 from typing import Sequence
 
+from cvload._cli_common import fraction_range as _fraction_range
+from cvload._cli_common import report as _report
+from cvload._cli_common import size as _size
+from cvload._cli_common import video_files as _video_files
+from cvload._cli_tools import add_tool_commands
 from cvload.errors import CvloadError
 
 
@@ -45,13 +50,6 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     return status
 
 
-def _video_files(inputs) -> list[str]:
-    """Files, directories (searched recursively for video suffixes), .txt and .csv lists."""
-    from cvload.shards import gather_inputs
-
-    return [path for path, _ in gather_inputs(inputs)]
-
-
 def _cmd_train_codec(args: argparse.Namespace) -> int:
     from cvload.codec import NO_CROP, CodecConfig, CropPolicy, train
 
@@ -87,10 +85,7 @@ def _cmd_eval_codec(args: argparse.Namespace) -> int:
     codec = VideoCodec.load(args.codec)
     report = evaluate(codec, _video_files(args.videos), clips=args.clips, device=args.device,
                       baselines=not args.no_baselines, frame_range=args.frames)
-    print(format_report(report))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+    _report(format_report(report), report, args.json)
     return 0
 
 
@@ -116,10 +111,7 @@ def _cmd_eval_augnet(args: argparse.Namespace) -> int:
 
     report = evaluate(args.augnet, args.codec, _video_files(args.videos), clips=args.clips,
                       seed=args.seed, device=args.device)
-    print(format_report(report))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+    _report(format_report(report), report, args.json)
     return 0
 
 
@@ -150,18 +142,6 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
     report = inspect_shards(args.target, verify=args.verify)
     return 1 if args.verify and report["problems"] else 0
-
-
-def _fraction_range(text: str) -> tuple[float, float]:
-    lo, hi = (float(x) if x else d for x, d in zip(text.split(":"), (0.0, 1.0)))
-    if not 0.0 <= lo < hi <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= a < b <= 1, as in 0:0.8")
-    return lo, hi
-
-
-def _size(text: str) -> list[int]:
-    parts = [int(p) for p in text.lower().split("x")]
-    return parts * 2 if len(parts) == 1 else parts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -340,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=_fraction_range, default=(0.0, 1.0),
                    help="evaluate on this fraction of every video's frames, e.g. 0.8:1")
     p.set_defaults(func=_cmd_eval_codec)
+
+    add_tool_commands(sub)
     return parser
 
 
