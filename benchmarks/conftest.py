@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 
 RESULTS: dict = defaultdict(dict)
+NOTES: dict = defaultdict(list)  # group -> lines printed under its table
+TEXT: dict = {}  # group -> a table rendered by the suite itself (cvload.bench reports)
 RESULTS_DIR = Path(__file__).parent / "results"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "videos"
 
@@ -32,21 +34,17 @@ def interleaved(benchmark, group: str, video: str, methods: dict, *, rounds: int
     round, keeps slow drift out of the ratios. Each method's median over the rounds goes
     to ``RESULTS``, with its per-round times: the tables also give the median of the
     per-round ratios to the baseline ("paired"), which cancels drift between rounds.
-    pytest-benchmark times the whole round.
+    (``cvload.bench.interleave`` does the timing; pytest-benchmark records the whole run.)
     """
-    for fn, _, _ in methods.values():  # warm-up: compile kernels, fill caches
-        fn()
-    samples: dict[str, list[float]] = {name: [] for name in methods}
-    order = list(methods)
+    from cvload.bench import interleave
 
-    def one_round():
-        for name in order:
-            start = time.perf_counter()
-            methods[name][0]()
-            samples[name].append(time.perf_counter() - start)
-        order.append(order.pop(0))
+    timings = {}
 
-    benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=0)
+    def run_all():
+        timings.update(interleave({name: m[0] for name, m in methods.items()}, rounds=rounds))
+
+    benchmark.pedantic(run_all, rounds=1, warmup_rounds=0)
+    samples = {name: list(t.samples_s) for name, t in timings.items()}
     for name, (_, units, unit) in methods.items():
         median = float(np.median(samples[name]))
         RESULTS[group][(video, name)] = {"median_s": median, "units": units, "unit": unit,
@@ -101,6 +99,9 @@ def bench_videos() -> dict[str, str]:
 def _table(group: str, rows: dict) -> str:
     from cvload._util import format_table
 
+    if group in TEXT:
+        return TEXT[group]
+
     if group == "pack":
         out = []
         for (fmt, method), r in sorted(rows.items()):
@@ -141,7 +142,8 @@ def _table(group: str, rows: dict) -> str:
                              "of an S3D-codes step (paired median [IQR])"], out)
     baselines = {"decode": "decode_only", "layouts": "rgb_same_frames", "motion": "mv_only",
                  "overhead": "torch_dataloader", "probe": "decode_all_frames",
-                 "models": "s3d_rgb_fwd_bwd"}
+                 "models": "s3d_rgb_fwd_bwd", "device_stage": "rgb_pixel_augment",
+                 "peers_decode": "cvload_read_clip", "peers_loading": "cvload_dataloader"}
     # a second baseline where a target names one (MV-only vs full RGB decode)
     second = {"decode": "rgb_decode_pyav_default"}.get(group)
     base = baselines.get(group)
@@ -170,19 +172,25 @@ def _paired(r: dict, ref: dict | None) -> str:
     return f"{med:.3f}x [{q1:.2f}-{q3:.2f}]"
 
 
+def _section(group: str, rows: dict) -> str:
+    notes = "".join(f"\n{line}" for line in dict.fromkeys(NOTES.get(group, [])))
+    return f"## {group}\n\n```\n{_table(group, rows)}\n```\n{notes}\n"
+
+
 def pytest_sessionfinish(session, exitstatus):
+    for group in TEXT:
+        RESULTS.setdefault(group, {})
     if not RESULTS:
         return
     RESULTS_DIR.mkdir(exist_ok=True)
     text = [f"# cvload benchmarks, {time.strftime('%Y-%m-%d %H:%M')} on {platform.node()} "
             f"({os.cpu_count()} CPUs), PyAV {av.__version__}", ""]
     for group, rows in RESULTS.items():
-        text += [f"## {group}", "", "```", _table(group, rows), "```", ""]
+        text.append(_section(group, rows))
     report = "\n".join(text)
     (RESULTS_DIR / "latest.md").write_text(report)
     for group, rows in RESULTS.items():  # one file per group survives partial reruns
-        (RESULTS_DIR / f"{group}.md").write_text(
-            f"{text[0]}\n\n## {group}\n\n```\n{_table(group, rows)}\n```\n")
+        (RESULTS_DIR / f"{group}.md").write_text(f"{text[0]}\n\n{_section(group, rows)}")
     (RESULTS_DIR / "latest-ratios.json").write_text(json.dumps(
         {g: {f"{v}|{m}": r for (v, m), r in rows.items()} for g, rows in RESULTS.items()},
         indent=1))

@@ -76,3 +76,62 @@ def test_latent_augment_cost(benchmark, batch_size):
         "latent_augment_5ops_p1": (run(five), batch_size, "clips"),
         "embed_naive_flip": (naive, batch_size, "clips"),
     }, rounds=9)
+
+
+def test_pixel_vs_latent_augment(benchmark):
+    """Device stage, issue 16: the same batch of 8 clips (16x128x128) augmented with crop
+    and flip (each with p=0.5 per sample) as pixels on RGB (``rgb_pixel_augment``: uint8
+    host batch -> device -> float, then the ops' pixel references, as a pixel pipeline
+    does it) and as codes (``codes_latent_augment``: host codes -> device ->
+    :class:`cvload.LatentAugment`, embedding included); both end with float tensors ready
+    for a model. ``*_transfer_only``: the copy to the device and conversion alone."""
+    import cvload
+    from cvload.augment import AugmentationNetwork, AugNetConfig, HorizontalFlip, \
+        RandomResizedCrop
+    from cvload.codec import CodecConfig, VideoCodec
+
+    device = _device()
+    torch.manual_seed(0)
+    codec = VideoCodec(CodecConfig()).to(device).eval()
+    c = codec.config
+    clips = torch.randint(0, 256, (8, 16, 128, 128, 3), dtype=torch.uint8)
+    codes = codec.encode(clips.to(device)).cpu()
+    grid = c.latent_shape(c.clip_frames, *c.size)
+    net = AugmentationNetwork(AugNetConfig(c.latent_channels, grid, ("crop", "flip")),
+                              codec.codec_id)
+    latent = cvload.LatentAugment(net, codec, p=0.5)
+    crop, flip = RandomResizedCrop(), HorizontalFlip(p=1.0)
+    generator = torch.Generator().manual_seed(0)
+    pin = device.type == "cuda"
+    host_rgb = clips.pin_memory() if pin else clips
+    host_codes = codes.pin_memory() if pin else codes
+
+    def pixels():
+        video = host_rgb.to(device, non_blocking=True).float() / 255.0
+        for op in (crop, flip):
+            chosen = torch.rand(len(video), generator=generator) < 0.5
+            if chosen.any():
+                mask = chosen.to(device)
+                video[mask] = op.apply(video[mask], op.sample(int(chosen.sum()), generator)
+                                       .to(device))
+        _sync(device)
+
+    def rgb_transfer():
+        host_rgb.to(device, non_blocking=True).float().div_(255.0)
+        _sync(device)
+
+    def latents():
+        latent({"codes": host_codes.to(device, non_blocking=True),
+                "__index__": torch.arange(8)})
+        _sync(device)
+
+    def codes_transfer():
+        codec.embed(host_codes.to(device, non_blocking=True))
+        _sync(device)
+
+    interleaved(benchmark, "device_stage", f"{device.type} batch=8 16x128x128", {
+        "rgb_pixel_augment": (pixels, 8, "clips"),
+        "rgb_transfer_only": (rgb_transfer, 8, "clips"),
+        "codes_latent_augment": (latents, 8, "clips"),
+        "codes_transfer_embed_only": (codes_transfer, 8, "clips"),
+    }, rounds=11)

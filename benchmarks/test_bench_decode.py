@@ -12,8 +12,9 @@ Each test times a group of methods interleaved in the same rounds (see
            could reach).
 - motion:  MV-only vs estimated motion (block matching on an HEVC encode of the same
            frames) vs OpenCV Farneback optical flow, per frame.
-- layouts: a clip of each layout vs decoding the same frames to RGB (``read_frames`` with
-           ``streams=("rgb",)``).
+- layouts: a clip of each layout (mvcgc, imrnet, imrnet packed as GOPs of 12, coviar's
+           3 accumulated segments) vs decoding the same frames to RGB (``read_frames``
+           with ``streams=("rgb",)``).
 - probe:   what ``probe`` costs (uncached; packets read, head and last GOP decoded)
            and ``probe(decode=True)`` against decoding every frame without conversion
            (the baseline), and against reading the packets alone.
@@ -136,6 +137,10 @@ def _layout_frames(info, layout: str) -> np.ndarray:
     """The frames a layout reads for one sample, chosen as the dataset chooses them."""
     if layout == "mvcgc":
         return np.arange(24, 40)  # 16 consecutive frames
+    if layout == "coviar":  # 3 segments, one frame each, as VideoDataset's centre sampling
+        bounds = np.linspace(0, info.num_frames, 4)
+        return np.array([(int(lo) + max(int(lo) + 1, int(hi)) - 1) // 2
+                         for lo, hi in zip(bounds[:-1], bounds[1:])])
     if layout == "imrnet":  # one GOP: its I-frame + 3 frames spread over the file's GOP
         return imrnet_frames(info, 0, 4)
     # imrnet_gop12: the same 4 frames packed into 12, as in a file with GOPs of 12
@@ -143,17 +148,19 @@ def _layout_frames(info, layout: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize("video", VIDEOS)
-@pytest.mark.parametrize("layout", ["mvcgc", "imrnet", "imrnet_gop12"])
+@pytest.mark.parametrize("layout", ["mvcgc", "imrnet", "imrnet_gop12", "coviar"])
 def test_layouts(benchmark, bench_videos, video, layout):
     path = _path(bench_videos, video)
     info = cvload.probe(path)
     frames = _layout_frames(info, layout)
     streams = ("rgb", "mv") if layout == "mvcgc" else ("iframe", "mv", "residual")
     read = cvload.video.read_frames
+    accumulate = layout == "coviar"  # motion and residual accumulated to the I-frame
     interleaved(benchmark, "layouts", f"{video}:{layout}", {
         "rgb_same_frames": (lambda: read(path, frames, streams=("rgb",), info=info),
                             len(frames), "frames"),
-        "clip": (lambda: read(path, frames, streams=streams, info=info), len(frames), "frames"),
+        "clip": (lambda: read(path, frames, streams=streams, info=info, accumulate=accumulate),
+                 len(frames), "frames"),
     }, rounds=15)
 
 

@@ -147,3 +147,40 @@ def test_loader_overhead_over_torch(benchmark, workers):
 
     methods = {name: (drain(loader), len(data), "items") for name, loader in loaders.items()}
     interleaved(benchmark, "overhead", f"in-memory workers={workers}", methods, rounds=11)
+
+
+@pytest.mark.parametrize("size", [128, 224])
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loader_scaling(benchmark, size, workers):
+    """Issue 16: how each pipeline's cost grows with the clip (8, 16, 32 frames) and the
+    frame size (128 and 224 square), with 0 and 2 workers: ``cvload.bench`` on 6
+    generated 320x240 H.264 videos with B-frames (96 frames, GOP 16), 16 clips per
+    length, 3 interleaved rounds, batch 8. RGB decoded from the files is the baseline;
+    ``video-shards:LAYOUT`` decode video shards to each layout."""
+    from benchmarks.conftest import TEXT
+    from cvload._util import cache_dir
+    from cvload.bench import BenchOptions, format_report, generated_videos, run_bench
+
+    root = cache_dir("bench", "scaling")
+    videos = generated_videos(root / "videos", count=6, num_frames=96, width=320, height=240)
+    options = BenchOptions(lengths=(8, 16, 32), clips=16, rounds=3, batch_size=8,
+                           workers=workers, size=(size, size))
+    reports = []
+    benchmark.pedantic(lambda: reports.append(run_bench(videos, options=options, workdir=root,
+                                                        print_fn=lambda *a: None)),
+                       rounds=1, warmup_rounds=0)
+    report = reports[0]
+    name = f"scaling_{size}px_workers{workers}"
+    TEXT[name] = format_report(report)
+    from cvload.bench import plot_report
+
+    plot_report(report, RESULTS_DIR_PLOTS() / f"{name}.png")
+    assert {r.frames for r in report.rows} == {8, 16, 32}
+
+
+def RESULTS_DIR_PLOTS():
+    from benchmarks.conftest import RESULTS_DIR
+
+    path = RESULTS_DIR / "plots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -7,7 +7,9 @@ through a 2-worker torch DataLoader, checks the motion read from the bitstream a
 the ground truth each class was made with, then trains a small neural codec on some of the
 videos and compares it with JPEG and H.264 at the same bytes on the others, packs the
 clips as codes, video and rgb shards, and reads them back through ``cvload.DataLoader``
-(throughput, an exact two-rank split, a mid-epoch resume, a device transform).
+(throughput, an exact two-rank split, a mid-epoch resume, a device transform), trains a
+latent augmentation network, takes steps of the reference models, draws a contact sheet
+and ends with ``cvload bench --quick``'s table on the demo videos.
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ def run(root: str | os.PathLike[str] | None = None, *, videos_per_class: int = 2
     from cvload.synthetic import make_dataset
 
     root = Path(root) if root is not None else cache_dir("demo", "videos")
-    print_fn(f"[1/8] synthetic labelled videos in {root}")
+    print_fn(f"[1/9] synthetic labelled videos in {root}")
     start = time.perf_counter()
     videos = make_dataset(root, videos_per_class=videos_per_class)
     print_fn(f"      {len(videos)} videos ready in {time.perf_counter() - start:.2f}s")
 
-    print_fn("[2/8] probe")
+    print_fn("[2/9] probe")
     rows, infos = [], []
     for v in videos:
         info = probe(v.path)
@@ -60,9 +62,12 @@ def run(root: str | os.PathLike[str] | None = None, *, videos_per_class: int = 2
     augment = augment_step(videos, cache_dir("demo"), codec["path"], max_seconds=augnet_seconds,
                            print_fn=print_fn)
     models = models_step(cache_dir("demo"), print_fn=print_fn)
+    from cvload._demo_bench import bench_step
+
+    bench = bench_step(videos, cache_dir("demo"), codec["path"], print_fn=print_fn)
     return {"root": str(root), "videos": videos, "infos": infos, "odd": odd, "layouts": layouts,
             "codec": codec, "shards": shards, "loader": loading, "augment": augment,
-            "models": models}
+            "models": models, "bench": bench}
 
 
 class _EmbedCodes(torch.nn.Module):
@@ -137,7 +142,7 @@ def loader_step(workdir, codec_path, *, print_fn=print) -> dict:
     import cvload
     from cvload.codec import VideoCodec
 
-    print_fn("[6/8] read the shards with cvload.DataLoader (shuffled, 2 workers)")
+    print_fn("[6/9] read the shards with cvload.DataLoader (shuffled, 2 workers)")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rows, out = [], {}
     for fmt in ("codes", "rgb", "video"):
@@ -211,7 +216,7 @@ def pack_step(root, workdir, codec_path, *, print_fn=print) -> dict:
     """Step 5: the same clips as codes, video and rgb shards; bytes per clip."""
     from cvload.shards import inspect_shards, pack
 
-    print_fn("[5/8] pack the labelled videos into WebDataset shards (cvload pack)")
+    print_fn("[5/9] pack the labelled videos into WebDataset shards (cvload pack)")
     rows, results = [], {}
     for fmt, options in (("codes", {"codec": codec_path}), ("video", {}), ("rgb", {"size": 64})):
         out = os.path.join(workdir, f"shards-{fmt}")
@@ -233,7 +238,7 @@ def codec_step(videos, workdir, *, steps: int = 600, max_seconds: float = 75.0,
     evaluate on the 2 held out against JPEG, H.264 and the equal-bytes thumbnail."""
     from cvload.codec import CodecConfig, VideoCodec, evaluate, format_report, train
 
-    print_fn(f"[4/8] neural codec: train up to {steps} steps / {max_seconds:.0f}s, evaluate on "
+    print_fn(f"[4/9] neural codec: train up to {steps} steps / {max_seconds:.0f}s, evaluate on "
              "held-out videos")
     held_out = [v.path for v in videos if v.seed % 1000 == 1][:2]
     training = [v.path for v in videos if v.path not in held_out]
@@ -272,7 +277,7 @@ def decode_layouts(videos, *, print_fn=print) -> dict:
 
     from cvload import VideoDataset
 
-    print_fn("[3/8] decode compressed-domain layouts (DataLoader, 2 workers)")
+    print_fn("[3/9] decode compressed-domain layouts (DataLoader, 2 workers)")
     paths, labels = [v.path for v in videos], [v.label for v in videos]
     rows, shapes = [], {}
     for layout in ("rgb", "mvcgc", "imrnet", "coviar"):

@@ -22,7 +22,7 @@ def augment_step(videos, workdir, codec_path, *, max_seconds: float = 40.0,
     from cvload.codec import VideoCodec
     from cvload.models import S3D
 
-    print_fn(f"[7/8] learned latent augmentation: train crop+flip for {max_seconds:.0f}s, "
+    print_fn(f"[7/9] learned latent augmentation: train crop+flip for {max_seconds:.0f}s, "
              "evaluate on held-out videos, apply in the loader")
     held_out = [v.path for v in videos if v.seed % 1000 == 1][:2]
     training = [v.path for v in videos if v.path not in held_out]
@@ -70,7 +70,7 @@ def models_step(workdir, *, print_fn=print) -> dict:
     from cvload.tasks import CTP_KINDS, ctp_transform, pmsp_labels
     from cvload.video import ClipDecoder
 
-    print_fn("[8/8] reference models on video shards decoded on the fly (3 steps each)")
+    print_fn("[8/9] reference models on video shards decoded on the fly (3 steps each)")
     directory = os.path.join(workdir, "shards-video")
     torch.manual_seed(0)
     rows = []

@@ -79,3 +79,19 @@ def resolve_device(device="auto"):
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def pyplot(purpose: str):
+    """matplotlib's pyplot on the file-only Agg backend; a clear error naming ``purpose``
+    and the extra to install when matplotlib is missing."""
+    try:
+        import matplotlib
+    except ImportError as err:
+        from cvload.errors import MissingDependencyError
+
+        raise MissingDependencyError(f"{purpose} needs matplotlib",
+                                     hint="pip install 'cvload[plot]'") from err
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

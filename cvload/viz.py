@@ -47,8 +47,9 @@ def flow_colours(motion: np.ndarray, *, max_magnitude: float | None = None) -> n
     from the direction (right red, down yellow-green, left cyan, up violet), value from
     the magnitude over ``max_magnitude`` (default: the field's 99th percentile), full
     saturation; no motion is black."""
-    import matplotlib.colors as mcolors
+    from cvload._util import pyplot
 
+    mcolors = pyplot("flow colours").matplotlib.colors
     motion = np.asarray(motion, dtype=np.float32)
     if motion.ndim != 3 or motion.shape[-1] != 2:
         raise InvalidArgumentError(f"motion must be (h, w, 2), not {motion.shape}")
@@ -120,12 +121,10 @@ def render_sheet(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
                  dpi: int = 100) -> Sheet:
     """Draw the contact sheet of ``source`` to ``out`` (PNG by suffix). ``size`` resizes
     the frames (default: the video's, capped to 320 px wide for the sheet)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from cvload._util import pyplot
     from cvload.video import probe, read_frames
+
+    plt = pyplot("cvload viz")
 
     if columns < 1:
         raise InvalidArgumentError(f"columns must be >= 1, not {columns}")

@@ -15,7 +15,8 @@ from cvload.errors import InvalidArgumentError
 
 TINY = dict(lengths=(8,), main_length=8, clips=4, rounds=2, batch_size=2, min_seconds=0.0)
 PIPELINES = {"file:rgb", "file:mv", "file:mvcgc", "file:imrnet", "file:coviar", "rgb-shards",
-             "video-shards:rgb", "video-shards:mvcgc", "codes-shards"}
+             "video-shards:rgb", "video-shards:mvcgc", "video-shards:imrnet",
+             "video-shards:coviar", "codes-shards"}
 
 
 # -- timing --------------------------------------------------------------------------------

@@ -86,16 +86,22 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert {r.format for r in result["shards"].values()} == {"codes", "video", "rgb"}
     assert all(r.index and r.clips > 0 for r in result["shards"].values())
     loading = result["loader"]
-    assert loading["split_ok"] and loading["resume_ok"] and "[6/8]" in out
+    assert loading["split_ok"] and loading["resume_ok"] and "[6/9]" in out
     assert loading["codes"]["samples"] == result["shards"]["codes"].clips
     assert loading["video"]["samples"] == result["shards"]["video"].clips
     augment = result["augment"]
-    assert "[7/8]" in out and "-> S3D.for_codes" in out and augment["ms_per_batch"] > 0
+    assert "[7/9]" in out and "-> S3D.for_codes" in out and augment["ms_per_batch"] > 0
     assert set(augment["report"]["ops"]) == {"crop", "flip"}
     rows = result["models"]["rows"]
-    assert "[8/8]" in out and [r[0].split()[0] for r in rows] == ["IMRNet", "MVCGC"]
+    assert "[8/9]" in out and [r[0].split()[0] for r in rows] == ["IMRNet", "MVCGC"]
     losses = [float(x) for r in rows for x in r[2].split()]
     assert len(losses) == 6 and all(math.isfinite(x) and x > 0 for x in losses)
+    bench = result["bench"]
+    assert "[9/9]" in out and "codes-shards" in out and "vs file:rgb" in out
+    assert os.path.getsize(bench["chart"]) > 10_000 and os.path.getsize(bench["sheet"].path) > 10_000
+    assert len(bench["sheet"].psnr) == 6
+    codes, rgb = bench["report"].row("codes-shards"), bench["report"].row("file:rgb")
+    assert codes.clips == rgb.clips and codes.bytes_per_clip < rgb.bytes_per_clip
     run(tmp_path / "demo", videos_per_class=2, codec_steps=4, augnet_seconds=8)
     assert os.path.getmtime(result["videos"][0].path) == mtime
 

@@ -10,6 +10,8 @@ one a ``cvload.DataLoader``) in interleaved rounds and returns a :class:`BenchRe
 from cvload.bench._report import format_report, plot_report
 from cvload.bench._run import BenchOptions, BenchReport, BenchRow, run_bench
 from cvload.bench._timing import Timing, interleave, paired_ratio
+from cvload.bench._workload import generated_videos
 
-__all__ = ["BenchOptions", "BenchReport", "BenchRow", "Timing", "format_report", "interleave",
+__all__ = ["BenchOptions", "BenchReport", "BenchRow", "Timing", "format_report", "generated_videos",
+           "interleave",
            "paired_ratio", "plot_report", "run_bench"]

@@ -6,8 +6,8 @@
 - ``file:mv``: the motion vectors alone (no pixels converted), ``file:mvcgc``: RGB and
   motion, ``file:imrnet``: T/4 GOPs of an I-frame and 3 motion/residual frames (T frames
   in all), ``file:coviar``: 3 segments of accumulated motion and residual (main length only);
-- ``rgb-shards``: decoded frames stored in shards; ``video-shards:rgb`` and
-  ``video-shards:mvcgc``: video segments in shards decoded on the fly;
+- ``rgb-shards``: decoded frames stored in shards; ``video-shards:LAYOUT``: video
+  segments in shards decoded on the fly to each layout (coviar at the main length only);
   ``codes-shards``: a codec's codes (what reaches the device; embedding happens there).
 """
 
@@ -135,8 +135,10 @@ def pipelines(work: Workload, *, batch_size: int, workers: int,
     rgb, video, codes = (work.shards[f] for f in ("rgb", "video", "codes"))
     out.append(Pipeline("rgb-shards", loader(cvload.ShardDataset(rgb.directory)), rgb.clips,
                         rgb.bytes_per_clip))
-    for layout in ("rgb", "mvcgc"):
-        decode = ClipDecoder(layout, num_frames=work.length, sampling="center", size=work.size)
+    for layout in ("rgb", "mvcgc", "imrnet") + (("coviar",) if main else ()):
+        frames = work.length if layout in ("rgb", "mvcgc") else max(1, work.length // 4)
+        decode = ClipDecoder(layout, num_frames=frames, gop_frames=4, num_segments=3,
+                             sampling="center", size=work.size)
         out.append(Pipeline(f"video-shards:{layout}",
                             loader(cvload.ShardDataset(video.directory, decode=decode)),
                             video.clips, video.bytes_per_clip))

@@ -38,10 +38,9 @@ def format_report(report: BenchReport) -> str:
 def plot_report(report: BenchReport, path: str | os.PathLike[str]) -> str:
     """Bars of clips/s per pipeline at the main length (ratio to ``file:rgb`` on each),
     and lines of clips/s against clip length; written as an image (PNG by suffix)."""
-    import matplotlib
+    from cvload._util import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("cvload bench --plot")
 
     main = sorted(report.main_rows(), key=lambda r: r.clips_per_s)
     fig, (bars, lines) = plt.subplots(1, 2, figsize=(13, 5.2),

@@ -66,20 +66,20 @@ class Workload:
         return sum(v.bytes_per_frame for v, _ in self.clips) * self.length / max(1, len(self.clips))
 
 
-def generated_videos(root: str | os.PathLike[str], *, count: int = 4,
-                     num_frames: int = 96) -> list[str]:
-    """H.264 videos with B-frames (176x144, GOP 16) of moving textures, for a run without
-    videos of the user's; written once and reused."""
+def generated_videos(root: str | os.PathLike[str], *, count: int = 4, num_frames: int = 96,
+                     width: int = 176, height: int = 144) -> list[str]:
+    """H.264 videos with B-frames (GOP 16) of moving textures, for a run without videos of
+    the user's; written once and reused."""
     from cvload.synthetic import write_video
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(count):
-        path = root / f"generated-{i}-{num_frames}f.mp4"
+        path = root / f"generated-{i}-{num_frames}f-{width}x{height}.mp4"
         if not path.exists():
             tmp = path.with_name(f".{path.name}.partial.mp4")
-            write_video(tmp, width=176, height=144, num_frames=num_frames, gop=16, bframes=2,
+            write_video(tmp, width=width, height=height, num_frames=num_frames, gop=16, bframes=2,
                         motion=(1 + i % 3, (i % 2) * 2 - 1), seed=100 + i)
             os.replace(tmp, path)
         paths.append(str(path))
