@@ -77,38 +77,50 @@ def models_step(workdir, *, print_fn=print) -> dict:
     imrnet_data = cvload.ShardDataset(directory, decode=ClipDecoder(
         "imrnet", num_frames=1, gop_frames=4, size=48, sampling="center"))
     model = IMRNet(num_classes=5, frames_per_gop=3, width=0.125)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    losses = []
-    for step, batch in zip(range(3), cvload.DataLoader(imrnet_data, batch_size=4)):
+    seen = {}
+
+    def imrnet_loss(step, batch):
         kinds = [CTP_KINDS[(step + i) % 2] for i in range(len(batch["label"]))]  # aligned/random
         items = [{k: batch[k][i] for k in ("iframe", "mv", "residual")} for i in range(len(kinds))]
         items = [ctp_transform(item, kind, other=items[(i + 1) % len(items)])
                  for i, (item, kind) in enumerate(zip(items, kinds))]
         inputs = {k: torch.stack([it[k] for it in items]) for k in ("iframe", "mv", "residual")}
+        seen.update(inputs)
         pmsp = torch.stack([pmsp_labels(m) for m in inputs["mv"]])
         ctp = torch.stack([it["ctp_label"] for it in items])
         out = model(inputs)
-        loss = model.pmsp_loss(out["pmsp"], pmsp) + torch.nn.functional.cross_entropy(out["ctp"], ctp)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
-    rows.append(("IMRNet (PMSP + CTP)", f"iframe {tuple(inputs['iframe'].shape)} mv "
-                 f"{tuple(inputs['mv'].shape)}", " ".join(f"{x:.2f}" for x in losses)))
+        return model.pmsp_loss(out["pmsp"], pmsp) + torch.nn.functional.cross_entropy(out["ctp"], ctp)
+
+    losses = _train_steps(cvload.DataLoader(imrnet_data, batch_size=4), model.parameters(),
+                          imrnet_loss)
+    rows.append(("IMRNet (PMSP + CTP)", f"iframe {tuple(seen['iframe'].shape)} mv "
+                 f"{tuple(seen['mv'].shape)}", " ".join(f"{x:.2f}" for x in losses)))
     mvcgc_data = cvload.ShardDataset(directory, decode=ClipDecoder("mvcgc", num_frames=8,
                                                                     size=48))
     model = MVCGC(width=0.125, queue_size=64)
-    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    losses = []
-    for _, batch in zip(range(3), cvload.DataLoader(mvcgc_data, batch_size=4)):
-        loss = model(batch)["loss"]
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
-    rows.append(("MVCGC (cross-view InfoNCE)", f"rgb {tuple(batch['rgb'].shape)} mv "
-                 f"{tuple(batch['mv'].shape)}", " ".join(f"{x:.2f}" for x in losses)))
+
+    def mvcgc_loss(step, batch):
+        seen.update(rgb=batch["rgb"], mv=batch["mv"])
+        return model(batch)["loss"]
+
+    losses = _train_steps(cvload.DataLoader(mvcgc_data, batch_size=4),
+                          [p for p in model.parameters() if p.requires_grad], mvcgc_loss)
+    rows.append(("MVCGC (cross-view InfoNCE)", f"rgb {tuple(seen['rgb'].shape)} mv "
+                 f"{tuple(seen['mv'].shape)}", " ".join(f"{x:.2f}" for x in losses)))
     print_fn(format_table(["model", "batch", "loss per step"], rows))
     print_fn("      full training loops: examples/train_imrnet_pretext.py, train_mvcgc.py, "
              "train_s3d_codes.py, past_future.py, rgb_vs_codes.py")
     return {"rows": rows}
+
+
+def _train_steps(batches, parameters, loss_of, steps: int = 3) -> list[float]:
+    """``steps`` AdamW steps on ``loss_of(step, batch)``; the losses."""
+    optimiser = torch.optim.AdamW(parameters, lr=1e-3)
+    losses = []
+    for step, batch in zip(range(steps), batches):
+        loss = loss_of(step, batch)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    return losses

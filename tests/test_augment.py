@@ -324,3 +324,26 @@ def test_training_on_real_footage_reduces_the_held_out_loss(tmp_path):
                    steps=120, batch_size=8, progress=False, val_every=40, checkpoint_every=120)
     first, last = result.val_loss[0][1], result.val_loss[-1][1]
     assert last < 0.8 * first and last < 0.8 * result.identity_val_loss, result.val_loss
+
+
+def test_damaged_or_foreign_augnet_files_raise_naming_the_file(trained, tmp_path):
+    """A truncated network file, a file of another kind and a missing one each raise a
+    cvload error that names the path; nothing is unpickled."""
+    from cvload.errors import CvloadError
+
+    data = open(trained.path, "rb").read()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"format": "something-else", "weights": torch.zeros(2)}, foreign)
+    for path, match in ((truncated, "not a readable augmentation network file"),
+                        (foreign, "not an augmentation network file"),
+                        (tmp_path / "missing.pt", "no such augmentation network file")):
+        with pytest.raises(CvloadError, match=match) as info:
+            AugmentationNetwork.load(path)
+        assert str(path) in str(info.value)
+    # a file torch would only open by unpickling is refused, not executed
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"format": "cvload-augnet", "obj": object()}, pickled)
+    with pytest.raises(CvloadError):
+        AugmentationNetwork.load(pickled)

@@ -8,7 +8,6 @@ its own random parameters.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -17,7 +16,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from cvload._util import atomic_write, resolve_device
+from cvload._training import TrainClock, load_checkpoint, save_checkpoint, warmup_cosine
+from cvload._util import resolve_device
 from cvload.augment._network import AugmentationNetwork, AugNetConfig
 from cvload.augment._ops import Op, make_op
 from cvload.errors import InvalidArgumentError
@@ -185,20 +185,11 @@ def train(
         return loss
 
     identity_loss = float(F.mse_loss(val_batch[3], val_batch[2]))
-    started = time.perf_counter()
-
-    def elapsed() -> float:
-        return spent_before + time.perf_counter() - started
+    clock = TrainClock(spent_before)
+    elapsed, started = clock.elapsed, clock.started
 
     def lr_at(s: int) -> float:
-        done = s / steps
-        if max_seconds:
-            done = max(done, elapsed() / max_seconds)
-        warm = min(0.05, 100 / steps)
-        if done < warm:
-            return lr * max(done / warm, 0.01)
-        done = min(1.0, (done - warm) / (1 - warm))
-        return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
+        return warmup_cosine(lr, s, steps, floor=0.05, clock=clock, max_seconds=max_seconds)
 
     generator = torch.Generator().manual_seed(seed * 7919 + start_step)
     step, epoch = start_step, start_step
@@ -209,7 +200,7 @@ def train(
                unit="step", dynamic_ncols=True)
     net.train()
     try:
-        while step < steps and not (max_seconds is not None and elapsed() > max_seconds):
+        while step < steps and not clock.over(max_seconds):
             dataset.set_epoch(epoch)
             epoch += 1
             for clips in loader:
@@ -225,7 +216,7 @@ def train(
                 optimizer.step()
                 step += 1
                 losses.append((step, float(loss.detach())))
-                out_of_time = max_seconds is not None and elapsed() > max_seconds
+                out_of_time = clock.over(max_seconds)
                 if step % val_every == 0 or step == steps or out_of_time:
                     last_val = validate()
                     val_history.append((step, last_val))
@@ -247,21 +238,14 @@ def train(
 
 
 def _save_checkpoint(path, net, optimizer, step, losses, val_history, seconds) -> None:
-    payload = {"format": CHECKPOINT_FORMAT, "config": net.config.to_dict(),
-               "codec_id": net.codec_id, "model": net.state_dict(),
-               "optimizer": optimizer.state_dict(), "step": step,
-               "losses": torch.tensor(losses, dtype=torch.float64).reshape(-1, 2),
-               "val_loss": torch.tensor(val_history, dtype=torch.float64).reshape(-1, 2),
-               "seconds": float(seconds)}
-    with atomic_write(path, "wb") as f:
-        torch.save(payload, f)
+    save_checkpoint(path, {
+        "format": CHECKPOINT_FORMAT, "config": net.config.to_dict(), "codec_id": net.codec_id,
+        "model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+        "losses": torch.tensor(losses, dtype=torch.float64).reshape(-1, 2),
+        "val_loss": torch.tensor(val_history, dtype=torch.float64).reshape(-1, 2),
+        "seconds": float(seconds)})
 
 
 def _load_checkpoint(path: str) -> dict:
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise InvalidArgumentError(f"cannot read checkpoint: {err}", source=path) from err
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise InvalidArgumentError("not an augmentation network checkpoint", source=path)
-    return payload
+    return load_checkpoint(path, CHECKPOINT_FORMAT, InvalidArgumentError,
+                           "an augmentation network checkpoint")

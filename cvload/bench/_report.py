@@ -45,8 +45,8 @@ def plot_report(report: BenchReport, path: str | os.PathLike[str]) -> str:
     main = sorted(report.main_rows(), key=lambda r: r.clips_per_s)
     fig, (bars, lines) = plt.subplots(1, 2, figsize=(13, 5.2),
                                       gridspec_kw={"width_ratios": [1.25, 1]})
-    palette = plt.get_cmap("tab10").colors
     every = sorted({r.pipeline for r in report.rows})
+    palette = plt.get_cmap("tab10" if len(every) <= 10 else "tab20").colors
     colours = {name: palette[i % len(palette)] for i, name in enumerate(every)}
 
     def colour(name: str):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import time
@@ -14,7 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cvload._util import atomic_write, resolve_device
+from cvload._training import TrainClock, load_checkpoint, save_checkpoint, warmup_cosine
+from cvload._util import resolve_device
 from cvload.codec._config import CodecConfig
 from cvload.codec._data import CropPolicy, FramePool, clip_loader
 from cvload.codec._metrics import psnr
@@ -48,23 +48,17 @@ def _checkpoint_path(out: str) -> str:
 
 def _save_checkpoint(path, codec, optimizer, step, losses, val_psnr, seed,
                      seconds: float) -> None:
-    payload = {"format": "cvload-codec-checkpoint", "config": codec.config.to_dict(),
-               "model": codec.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-               "losses": torch.tensor(losses, dtype=torch.float64).reshape(-1, 2),
-               "val_psnr": torch.tensor(val_psnr, dtype=torch.float64).reshape(-1, 2),
-               "seed": seed, "seconds": float(seconds), "torch_rng": torch.get_rng_state()}
-    with atomic_write(path, "wb") as f:  # an interrupted save never leaves a broken checkpoint
-        torch.save(payload, f)
+    save_checkpoint(path, {
+        "format": "cvload-codec-checkpoint", "config": codec.config.to_dict(),
+        "model": codec.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+        "losses": torch.tensor(losses, dtype=torch.float64).reshape(-1, 2),
+        "val_psnr": torch.tensor(val_psnr, dtype=torch.float64).reshape(-1, 2),
+        "seed": seed, "seconds": float(seconds), "torch_rng": torch.get_rng_state()})
 
 
 def _load_checkpoint(path: str) -> dict:
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CodecFileError(f"cannot read checkpoint: {err}", source=path) from err
-    if not isinstance(payload, dict) or payload.get("format") != "cvload-codec-checkpoint":
-        raise CodecFileError("not a cvload training checkpoint", source=path)
-    return payload
+    return load_checkpoint(path, "cvload-codec-checkpoint", CodecFileError,
+                           "a cvload training checkpoint")
 
 
 @torch.no_grad()
@@ -183,10 +177,8 @@ def train(
 
     use_bf16 = device_t.type == "cuda"
     forward = torch.compile(codec) if compile else codec
-    started = time.perf_counter()
-
-    def elapsed() -> float:  # training seconds, across resumes
-        return spent_before + time.perf_counter() - started
+    clock = TrainClock(spent_before)  # training seconds, across resumes
+    elapsed, started = clock.elapsed, clock.started
 
     step = start_step
     epoch = start_step  # distinct random clip positions after a resume
@@ -199,17 +191,7 @@ def train(
         val_history.append((start_step, last_val))
 
     def lr_at(s: int) -> float:
-        """Warm-up over the first 5% (at most 100 steps), then cosine decay to 10%, over the
-        steps or, with ``max_seconds``, over the time budget, whichever runs out first: a
-        timed run ends fully decayed."""
-        done = s / max(1, steps)
-        if max_seconds:
-            done = max(done, elapsed() / max_seconds)
-        warm = min(0.05, 100 / max(1, steps))
-        if done < warm:
-            return lr * max(done / warm, 0.01)
-        done = min(1.0, (done - warm) / (1 - warm))
-        return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done)))
+        return warmup_cosine(lr, s, steps, floor=0.1, clock=clock, max_seconds=max_seconds)
 
     try:
         while step < steps:
@@ -239,10 +221,10 @@ def train(
                                      elapsed())
                 bar.set_postfix(loss=f"{float(loss.detach()):.4f}", val_psnr=f"{last_val:.2f}dB")
                 bar.update(1)
-                out_of_time = max_seconds is not None and elapsed() > max_seconds
+                out_of_time = clock.over(max_seconds)
                 if step >= steps or out_of_time:
                     break
-            if max_seconds is not None and elapsed() > max_seconds:
+            if clock.over(max_seconds):
                 if val_history[-1][0] != step:
                     last_val = validate(codec, val_set)
                     val_history.append((step, last_val))

@@ -4,12 +4,14 @@ video that either lies in that window (seen in the past) or after it (the future
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 
 import numpy as np
 import torch
 
-from cvload.errors import InvalidArgumentError
+from cvload.batching import BatchRequest
+from cvload.errors import InvalidArgumentError, ShardError
 
 __all__ = ["PastFutureChunks"]
 
@@ -62,7 +64,13 @@ class PastFutureChunks(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         past = bool(rng.integers(0, 2))
         q = int(rng.integers(p - self.context, p)) if past else int(rng.integers(p, len(chunks)))
-        window = [self.shards[i]["codes"] for i in chunks[p - self.context:p]]
-        return {"chunks": torch.stack(window), "query": self.shards[chunks[q]]["codes"],
+        # the window and the query in one read (the codes fast path copies them together)
+        ids = chunks[p - self.context:p] + [chunks[q]]
+        codes = self.shards.fetch(BatchRequest(ids, epoch=self.epoch)).batch["codes"]
+        if len(codes) != len(ids):
+            raise ShardError(f"item {index} of {video!r}: {len(ids) - len(codes)} of its "
+                             f"{len(ids)} chunks could not be read",
+                             source=os.path.dirname(self.shards.paths[0]))
+        return {"chunks": codes[:self.context], "query": codes[self.context],
                 "label": torch.tensor(int(past), dtype=torch.int64),
                 "query_offset": torch.tensor(q - p, dtype=torch.int64), "video": video}
