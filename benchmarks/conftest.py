@@ -164,11 +164,12 @@ def _table(group: str, rows: dict) -> str:
 
 def _paired(r: dict, ref: dict | None) -> str:
     """Median and quartiles of the per-round speed ratios to the baseline."""
+    from cvload.bench import Timing, paired_ratio
+
     if not ref or "samples_s" not in r or len(r["samples_s"]) != len(ref["samples_s"]):
         return ""
-    ratios = (np.asarray(ref["samples_s"]) / ref["units"]) / (np.asarray(r["samples_s"])
-                                                               / r["units"])
-    q1, med, q3 = np.percentile(ratios, [25, 50, 75])
+    med, q1, q3 = paired_ratio(Timing(tuple(r["samples_s"])), Timing(tuple(ref["samples_s"])),
+                               candidate_units=r["units"], baseline_units=ref["units"])
     return f"{med:.3f}x [{q1:.2f}-{q3:.2f}]"
 
 

@@ -157,9 +157,9 @@ def test_loader_scaling(benchmark, size, workers):
     generated 320x240 H.264 videos with B-frames (96 frames, GOP 16), 16 clips per
     length, 3 interleaved rounds, batch 8. RGB decoded from the files is the baseline;
     ``video-shards:LAYOUT`` decode video shards to each layout."""
-    from benchmarks.conftest import TEXT
+    from benchmarks.conftest import RESULTS_DIR, TEXT
     from cvload._util import cache_dir
-    from cvload.bench import BenchOptions, format_report, generated_videos, run_bench
+    from cvload.bench import BenchOptions, format_report, generated_videos, plot_report, run_bench
 
     root = cache_dir("bench", "scaling")
     videos = generated_videos(root / "videos", count=6, num_frames=96, width=320, height=240)
@@ -172,15 +172,7 @@ def test_loader_scaling(benchmark, size, workers):
     report = reports[0]
     name = f"scaling_{size}px_workers{workers}"
     TEXT[name] = format_report(report)
-    from cvload.bench import plot_report
-
-    plot_report(report, RESULTS_DIR_PLOTS() / f"{name}.png")
+    plots = RESULTS_DIR / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    plot_report(report, plots / f"{name}.png")
     assert {r.frames for r in report.rows} == {8, 16, 32}
-
-
-def RESULTS_DIR_PLOTS():
-    from benchmarks.conftest import RESULTS_DIR
-
-    path = RESULTS_DIR / "plots"
-    path.mkdir(parents=True, exist_ok=True)
-    return path

@@ -90,26 +90,30 @@ def _torchcodec(path, info, start):
     return decoder.get_frames_in_range(start, start + FRAMES).data.permute(0, 2, 3, 1).numpy()
 
 
+def _loadable(name: str, load) -> bool:
+    """Whether a peer's native libraries load; the reason goes under the table if not."""
+    try:
+        load()
+        return True
+    except Exception as err:  # ImportError, OSError, RuntimeError from native loads
+        _SKIPPED[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
+        return False
+
+
+def _load_spdl():
+    import spdl.io
+
+    spdl.io.load_video  # noqa: B018 (loads FFmpeg's libraries)
+
+
 def _peer_readers() -> dict:
     readers = {"pyav_seek_decode": _pyav}
-    for name, make in (("decord", None), ("spdl", None), ("torchcodec", None)):
-        try:
-            if name == "decord":
-                import decord  # noqa: F401
-
-                readers["decord_1thread"] = _decord(1)
-                readers["decord_auto_threads"] = _decord(0)
-            elif name == "spdl":
-                import spdl.io
-
-                spdl.io.load_video  # noqa: B018 (loads FFmpeg's libraries)
-                readers["spdl_1thread"] = _spdl
-            else:
-                from torchcodec.decoders import VideoDecoder  # noqa: F401
-
-                readers["torchcodec"] = _torchcodec
-        except Exception as err:  # ImportError, OSError, RuntimeError from native loads
-            _SKIPPED[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
+    if _loadable("decord", lambda: __import__("decord")):
+        readers.update(decord_1thread=_decord(1), decord_auto_threads=_decord(0))
+    if _loadable("spdl", _load_spdl):
+        readers["spdl_1thread"] = _spdl
+    if _loadable("torchcodec", lambda: __import__("torchcodec.decoders")):
+        readers["torchcodec"] = _torchcodec
     return readers
 
 

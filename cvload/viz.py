@@ -93,7 +93,7 @@ def _codec_rows(source, info, codec_path, columns):
     its frames."""
     import torch
 
-    from cvload.codec import VideoCodec
+    from cvload.codec import VideoCodec, psnr
     from cvload.video import read_clip
 
     codec = VideoCodec.load(codec_path).eval()
@@ -101,18 +101,17 @@ def _codec_rows(source, info, codec_path, columns):
     if info.num_frames < length:
         raise InvalidArgumentError(
             f"the video has {info.num_frames} frames, fewer than the codec's clip of {length}",
-        )
+            source=source, hint="run viz without --codec, or use a codec of shorter clips")
     start = (info.num_frames - length) // 2
     clip = read_clip(source, start=start, num_frames=length, streams=("rgb",), size=size,
                      info=info).rgb
     with torch.no_grad():
         recon = codec.decode(codec.encode(torch.from_numpy(clip)[None]))[0].numpy()
-    original = clip.astype(np.float32) / 255
-    mse = ((recon - original) ** 2).reshape(length, -1).mean(1)
-    psnr = (10 * np.log10(1 / np.maximum(mse, 1e-12))).tolist()
+    frame_psnr = [psnr(recon[i], clip[i]) for i in range(length)]
     pick = np.linspace(0, length - 1, min(columns, length)).round().astype(int)
     return ([start + int(i) for i in pick], clip[pick], (recon[pick] * 255).round()
-            .clip(0, 255).astype(np.uint8), [psnr[i] for i in pick], float(np.mean(psnr)))
+            .clip(0, 255).astype(np.uint8), [frame_psnr[i] for i in pick],
+            float(np.mean(frame_psnr)))
 
 
 def render_sheet(source: str | os.PathLike[str], out: str | os.PathLike[str], *,

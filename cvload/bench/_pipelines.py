@@ -32,21 +32,25 @@ class FileClips(torch.utils.data.Dataset):
     kind of output; picklable (workers open the files themselves)."""
 
     def __init__(self, clips, kind: FileKind, *, length: int, size: tuple[int, int]) -> None:
+        from cvload.video import ClipDecoder
+
         self.clips = [(v.path, int(start)) for v, start in clips]
         self.kind, self.length, self.size = kind, int(length), tuple(size)
+        # imrnet / coviar choose their own frames: T/4 GOPs of 4 frames, or 3 segments
+        self.decoder = ClipDecoder(kind, num_frames=max(1, self.length // 4), gop_frames=4,
+                                   num_segments=3, size=self.size, sampling="random") \
+            if kind in ("imrnet", "coviar") else None
 
     def __len__(self) -> int:
         return len(self.clips)
 
     def __getitem__(self, index: int) -> dict:
-        from cvload.video import ClipDecoder, probe, read_clip
+        from cvload.video import probe, read_clip
 
         path, start = self.clips[index]
         info = probe(path)  # cached per process
-        if self.kind in ("imrnet", "coviar"):
-            decoder = ClipDecoder(self.kind, num_frames=max(1, self.length // 4), gop_frames=4,
-                                  num_segments=3, size=self.size, sampling="random")
-            return decoder(path, rng=np.random.default_rng(index), info=info)
+        if self.decoder is not None:
+            return self.decoder(path, rng=np.random.default_rng(index), info=info)
         streams = {"rgb": ("rgb",), "mv": ("mv",), "mvcgc": ("rgb", "mv")}[self.kind]
         clip = read_clip(path, start=start, num_frames=self.length, streams=streams,
                          size=self.size, info=info)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import subprocess
@@ -9,6 +10,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
+
+import numpy as np
 
 from cvload.bench._pipelines import BASELINE, pipelines
 from cvload.bench._timing import interleave, paired_ratio
@@ -142,9 +145,6 @@ def _codec(codec_path, size, videos, root: Path, length: int,
         raise InvalidArgumentError(
             f"none of the {len(videos)} videos has {length} frames: give longer videos or "
             "shorter --lengths")
-    import numpy as np
-
-    import hashlib
 
     digest = hashlib.sha256("\n".join(map(str, videos)).encode()).hexdigest()[:12]
     key = f"codec-{length}x{size[0]}x{size[1]}-{digest}.pt"
