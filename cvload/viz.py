@@ -203,7 +203,10 @@ def render_sheet(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
             boxes[name].append((int(round(b.x0)), int(round(height - b.y1)),
                                 int(round(b.x1)), int(round(height - b.y0))))
     out = os.fspath(out)
-    fig.savefig(out, dpi=dpi)
+    from cvload._util import atomic_path
+
+    with atomic_path(out) as tmp:  # a sheet is whole or absent
+        fig.savefig(tmp, dpi=dpi)
     plt.close(fig)
     return Sheet(out, [int(f) for f in frames], clip.frame_types, bool(clip.mv_estimated),
                  boxes, codec_rows[3] if codec_rows else [],

@@ -213,3 +213,33 @@ def test_viz_with_a_codec_shows_reconstructions(tmp_path, video_factory):
     assert set(sheet.boxes) == {"frame", "motion", "residual", "original", "reconstruction"}
     assert main(["viz", video.path, "--out", str(tmp_path / "cli.png"), "--codec", str(path)]) == 0
     assert (tmp_path / "cli.png").stat().st_size > 10_000
+
+
+def test_bench_leaves_out_unreadable_videos_and_names_them(tmp_path, video_factory):
+    good = video_factory(width=64, height=48, num_frames=24, gop=8, seed=5).path
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(open(good, "rb").read()[:300])
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    printed = []
+    report = run_bench([good, str(truncated), str(empty)],
+                       options=BenchOptions(**TINY, size=(64, 64)), workdir=tmp_path / "w",
+                       print_fn=printed.append)
+    assert sorted(report.meta["skipped_videos"]) == sorted([str(truncated), str(empty)])
+    assert report.meta["videos"] == [good]
+    assert any(str(truncated) in line for line in printed)
+    assert {r.pipeline for r in report.rows} == PIPELINES
+    with pytest.raises(InvalidArgumentError, match="none of the 2 videos can be read"):
+        run_bench([str(truncated), str(empty)], options=BenchOptions(**TINY, size=(64, 64)),
+                  workdir=tmp_path / "w2", print_fn=lambda *a: None)
+
+
+def test_viz_of_a_broken_file_is_a_clear_error(tmp_path, video_factory, capsys):
+    from cvload.cli import main
+
+    good = video_factory(width=64, height=48, num_frames=24, gop=8, seed=6).path
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(open(good, "rb").read()[:300])
+    assert main(["viz", str(truncated), "--out", str(tmp_path / "s.png")]) == 1
+    assert str(truncated) in capsys.readouterr().err
+    assert not (tmp_path / "s.png").exists()  # nothing half-drawn

@@ -90,6 +90,9 @@ def plot_report(report: BenchReport, path: str | os.PathLike[str]) -> str:
                  f"commit {m.get('commit') or '-'})", fontsize=10)
     fig.tight_layout()
     path = os.fspath(path)
-    fig.savefig(path, dpi=110)
+    from cvload._util import atomic_path
+
+    with atomic_path(path) as tmp:  # a chart is whole or absent
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path

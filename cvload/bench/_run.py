@@ -15,7 +15,7 @@ import numpy as np
 
 from cvload.bench._pipelines import BASELINE, pipelines
 from cvload.bench._timing import interleave, paired_ratio
-from cvload.bench._workload import generated_videos, prepare
+from cvload.bench._workload import describe_videos, generated_videos, prepare
 from cvload.errors import InvalidArgumentError
 
 __all__ = ["BenchOptions", "BenchReport", "BenchRow", "run_bench"]
@@ -171,7 +171,8 @@ def run_bench(videos: Sequence[str | os.PathLike[str]] = (), *,
     root = Path(workdir) if workdir is not None else cache_dir("bench-cli")
     root.mkdir(parents=True, exist_ok=True)
     generated = not videos
-    paths = [os.fspath(v) for v in videos] or generated_videos(root / "videos")
+    given = [os.fspath(v) for v in videos] or generated_videos(root / "videos")
+    paths = [v.path for v in describe_videos(given, print_fn)]  # unreadable ones left out
     codec_path, codec_meta, size = _codec(codec, options.size, paths, root,
                                           min(options.lengths), print_fn)
     options = replace(options, size=size)
@@ -200,4 +201,6 @@ def run_bench(videos: Sequence[str | os.PathLike[str]] = (), *,
                 p.bytes_per_clip * rate / 1e6, p.output))
         print_fn(f"      timed {len(chosen)} pipelines x {options.rounds} rounds at {length} "
                  f"frames in {time.perf_counter() - start:.1f}s")
-    return BenchReport(options, rows, _meta(paths, codec_meta, options, generated))
+    meta = _meta(paths, codec_meta, options, generated)
+    meta["skipped_videos"] = sorted(set(given) - set(paths))
+    return BenchReport(options, rows, meta)

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 from cvload.errors import InvalidArgumentError
 
-__all__ = ["BenchVideo", "ShardSet", "Workload", "generated_videos", "prepare"]
+__all__ = ["BenchVideo", "ShardSet", "Workload", "describe_videos", "generated_videos", "prepare"]
 
 
 @dataclass(frozen=True)
@@ -86,14 +86,26 @@ def generated_videos(root: str | os.PathLike[str], *, count: int = 4, num_frames
     return paths
 
 
-def _describe(paths: Sequence[str]) -> list[BenchVideo]:
+def describe_videos(paths: Sequence[str], print_fn) -> list[BenchVideo]:
+    """Probe every video; one that cannot be read is left out, named, and counted."""
+    from cvload.errors import CvloadError
     from cvload.video import probe
 
-    out = []
+    out, bad = [], []
     for path in paths:
-        info = probe(path)
+        try:
+            info = probe(path)
+        except CvloadError as err:
+            bad.append(f"{path}: {str(err).splitlines()[0]}")
+            continue
         out.append(BenchVideo(os.fspath(path), int(info.num_frames), os.path.getsize(path),
                               int(info.width), int(info.height), str(info.codec)))
+    for line in bad:
+        print_fn(f"      skipped (unreadable) {line}")
+    if not out:
+        raise InvalidArgumentError(
+            f"none of the {len(paths)} videos can be read" + (f" ({bad[0]})" if bad else ""),
+            hint="check them with `cvload probe`")
     return out
 
 
@@ -120,7 +132,7 @@ def prepare(paths: Sequence[str], *, length: int, clips: int, size: tuple[int, i
     an earlier run packed the same videos the same way)."""
     from cvload.shards import pack
 
-    videos = [v for v in _describe(paths) if v.num_frames >= length]
+    videos = [v for v in describe_videos(paths, print_fn) if v.num_frames >= length]
     if not videos:
         raise InvalidArgumentError(
             f"none of the {len(paths)} videos has {length} frames: give longer videos or "
