@@ -63,8 +63,9 @@ def augment_step(videos, workdir, codec_path, *, max_seconds: float = 40.0,
 
 def models_step(workdir, *, print_fn=print) -> dict:
     """Step 8: the reference models take loader batches as they come: IMRNet's pretext
-    losses (PMSP labels and CTP types made in the workers) and MVCGC's contrastive loss on
-    video shards decoded on the fly, a few training steps each."""
+    losses (PMSP labels and CTP types made from each batch here;
+    examples/train_imrnet_pretext.py makes them in the workers) and MVCGC's contrastive
+    loss on video shards decoded on the fly, a few training steps each."""
     import cvload
     from cvload.models import IMRNet, MVCGC
     from cvload.tasks import CTP_KINDS, ctp_transform, pmsp_labels
